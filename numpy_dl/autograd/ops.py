@@ -1,0 +1,287 @@
+"""The differentiable primitives behind Tensor's operators and methods.
+
+Each op computes its value with NumPy and hands `Tensor._make` a closure that maps the
+output gradient to the inputs' gradients. Gradients are computed only for inputs that
+require them.
+"""
+import numpy as np
+
+from .tensor import Tensor, as_array, unbroadcast
+
+
+def as_tensor(value, like=None):
+    """`value` as a Tensor; constants take `like`'s dtype so they never upcast it."""
+    if isinstance(value, Tensor):
+        return value
+    return Tensor(as_array(value, like.dtype if like is not None else None))
+
+
+def _binary_operands(a, b):
+    like = a if isinstance(a, Tensor) else b
+    return as_tensor(a, like), as_tensor(b, like)
+
+
+# ---------------------------------------------------------------------- arithmetic
+def add(a, b):
+    a, b = _binary_operands(a, b)
+
+    def backward(g):
+        return (unbroadcast(g, a.shape) if a.requires_grad else None,
+                unbroadcast(g, b.shape) if b.requires_grad else None)
+    return Tensor._make(a.data + b.data, (a, b), backward)
+
+
+def sub(a, b):
+    a, b = _binary_operands(a, b)
+
+    def backward(g):
+        return (unbroadcast(g, a.shape) if a.requires_grad else None,
+                unbroadcast(-g, b.shape) if b.requires_grad else None)
+    return Tensor._make(a.data - b.data, (a, b), backward)
+
+
+def mul(a, b):
+    a, b = _binary_operands(a, b)
+
+    def backward(g):
+        return (unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
+                unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
+    return Tensor._make(a.data * b.data, (a, b), backward)
+
+
+def div(a, b):
+    a, b = _binary_operands(a, b)
+
+    def backward(g):
+        ga = g / b.data
+        return (unbroadcast(ga, a.shape) if a.requires_grad else None,
+                unbroadcast(-ga * a.data / b.data, b.shape) if b.requires_grad else None)
+    return Tensor._make(a.data / b.data, (a, b), backward)
+
+
+def neg(a):
+    return Tensor._make(-a.data, (a,), lambda g: (-g,))
+
+
+def pow(a, b):
+    a, b = _binary_operands(a, b)
+    out = a.data ** b.data
+
+    def backward(g):
+        ga = gb = None
+        if a.requires_grad:
+            ga = unbroadcast(g * b.data * a.data ** (b.data - 1), a.shape)
+        if b.requires_grad:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_a = np.where(a.data > 0, np.log(np.where(a.data > 0, a.data, 1)), 0)
+            gb = unbroadcast(g * out * log_a.astype(out.dtype), b.shape)
+        return ga, gb
+    return Tensor._make(out, (a, b), backward)
+
+
+def matmul(a, b):
+    """`a @ b` with NumPy's rules: 1-D operands are promoted, leading dims broadcast."""
+    a, b = _binary_operands(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul: both operands need at least one dimension, got shapes "
+                         f"{a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not line up "
+                         f"(inner dimensions {a.shape[-1]} and {b.shape[-2 if b.ndim > 1 else 0]})")
+
+    def backward(g):
+        a2 = a.data[None, :] if a.ndim == 1 else a.data
+        b2 = b.data[:, None] if b.ndim == 1 else b.data
+        g2 = g
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        ga = gb = None
+        if a.requires_grad:
+            ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if b.requires_grad:
+            gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+        return ga, gb
+    return Tensor._make(a.data @ b.data, (a, b), backward)
+
+
+# ---------------------------------------------------------------------- reductions
+def _normalize_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    return tuple(sorted(int(ax) % ndim for ax in axes)) if ndim else ()
+
+
+def _expand_reduced(g, axes, keepdims):
+    """Put back the reduced axes so `g` broadcasts against the input."""
+    return g if keepdims else np.expand_dims(g, axes)
+
+
+def sum(a, axis=None, keepdims=False):
+    axes = _normalize_axes(axis, a.ndim)
+
+    def backward(g):
+        return (np.broadcast_to(_expand_reduced(g, axes, keepdims), a.shape),)
+    return Tensor._make(a.data.sum(axis=axes, keepdims=keepdims), (a,), backward)
+
+
+def mean(a, axis=None, keepdims=False):
+    axes = _normalize_axes(axis, a.ndim)
+    count = int(np.prod([a.shape[ax] for ax in axes]))
+
+    def backward(g):
+        scaled = _expand_reduced(g, axes, keepdims) / np.asarray(count, dtype=g.dtype)
+        return (np.broadcast_to(scaled, a.shape),)
+    return Tensor._make(a.data.mean(axis=axes, keepdims=keepdims), (a,), backward)
+
+
+def max(a, axis=None, keepdims=False):
+    """Largest values; ties share the gradient evenly, as PyTorch's amax does."""
+    axes = _normalize_axes(axis, a.ndim)
+    out = a.data.max(axis=axes, keepdims=True)
+
+    def backward(g):
+        winners = (a.data == out).astype(g.dtype)
+        winners /= winners.sum(axis=axes, keepdims=True)
+        return (winners * _expand_reduced(g, axes, keepdims),)
+    value = out if keepdims else np.squeeze(out, axis=axes)
+    return Tensor._make(value, (a,), backward)
+
+
+# ---------------------------------------------------------------------- shapes
+def reshape(a, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    try:
+        out = a.data.reshape(shape)
+    except ValueError:
+        raise ValueError(f"reshape: cannot view shape {a.shape} ({a.data.size} elements) "
+                         f"as {shape}") from None
+    return Tensor._make(out, (a,), lambda g: (g.reshape(a.shape),))
+
+
+def permute(a, *dims):
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    if sorted(d % a.ndim for d in dims) != list(range(a.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {a.ndim} dims of {a.shape}")
+    inverse = np.argsort([d % a.ndim for d in dims])
+    return Tensor._make(a.data.transpose(dims), (a,), lambda g: (g.transpose(inverse),))
+
+
+def transpose(a, dim0, dim1):
+    return Tensor._make(np.swapaxes(a.data, dim0, dim1), (a,),
+                        lambda g: (np.swapaxes(g, dim0, dim1),))
+
+
+def _index_data(index):
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(_index_data(i) for i in index)
+    return index
+
+
+def _is_fancy(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (list, np.ndarray)) for p in parts)
+
+
+def getitem(a, index):
+    index = _index_data(index)
+    fancy = _is_fancy(index)
+
+    def backward(g):
+        grad = np.zeros_like(a.data)
+        if fancy:
+            np.add.at(grad, index, g)  # repeated indices must accumulate
+        else:
+            grad[index] = g
+        return (grad,)
+    return Tensor._make(a.data[index], (a,), backward)
+
+
+def cat(tensors, dim=0):
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("cat: needs at least one tensor")
+    try:
+        out = np.concatenate([t.data for t in tensors], axis=dim)
+    except ValueError as error:
+        shapes = [t.shape for t in tensors]
+        raise ValueError(f"cat: shapes {shapes} differ outside dim {dim}: {error}") from None
+    bounds = np.cumsum([t.shape[dim] for t in tensors])[:-1]
+
+    def backward(g):
+        return tuple(np.split(g, bounds, axis=dim))
+    return Tensor._make(out, tuple(tensors), backward)
+
+
+def stack(tensors, dim=0):
+    tensors = [as_tensor(t) for t in tensors]
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}")
+    out = np.stack([t.data for t in tensors], axis=dim)
+
+    def backward(g):
+        return tuple(np.moveaxis(g, dim, 0))
+    return Tensor._make(out, tuple(tensors), backward)
+
+
+# ---------------------------------------------------------------------- elementwise
+def exp(a):
+    out = np.exp(a.data)
+    return Tensor._make(out, (a,), lambda g: (g * out,))
+
+
+def log(a):
+    return Tensor._make(np.log(a.data), (a,), lambda g: (g / a.data,))
+
+
+def sqrt(a):
+    out = np.sqrt(a.data)
+    return Tensor._make(out, (a,), lambda g: (g / (2 * out),))
+
+
+def abs(a):
+    return Tensor._make(np.abs(a.data), (a,), lambda g: (g * np.sign(a.data),))
+
+
+def clip(a, min=None, max=None):
+    """Clamp to [min, max]; the gradient passes where the input lies inside, ends included."""
+    out = np.clip(a.data, min, max)
+
+    def backward(g):
+        inside = np.ones(a.shape, dtype=bool)
+        if min is not None:
+            inside &= a.data >= min
+        if max is not None:
+            inside &= a.data <= max
+        return (g * inside,)
+    return Tensor._make(out, (a,), backward)
+
+
+def tanh(a):
+    out = np.tanh(a.data)
+    return Tensor._make(out, (a,), lambda g: (g * (1 - out * out),))
+
+
+def sigmoid(a):
+    # 0.5 * (1 + tanh(x / 2)) never overflows, unlike 1 / (1 + exp(-x)).
+    out = np.tanh(a.data * np.asarray(0.5, a.dtype))
+    out *= 0.5
+    out += 0.5
+    return Tensor._make(out, (a,), lambda g: (g * out * (1 - out),))
+
+
+def relu(a):
+    out = np.maximum(a.data, 0)
+    return Tensor._make(out, (a,), lambda g: (g * (out > 0),))
+
+
+def leaky_relu(a, negative_slope=0.01):
+    slope = np.where(a.data > 0, np.asarray(1, a.dtype), np.asarray(negative_slope, a.dtype))
+    return Tensor._make(a.data * slope, (a,), lambda g: (g * slope,))

@@ -1,0 +1,166 @@
+"""The Tensor: an ndarray that remembers which op made it, so gradients can flow back.
+
+Every op builds its output with `Tensor._make(data, parents, backward)`, where `backward`
+maps the output's gradient to one gradient per parent (None where a parent needs none).
+`Tensor.backward` walks that graph once, in a deterministic reverse topological order,
+and frees it as it goes, like PyTorch without `retain_graph`.
+"""
+import numpy as np
+
+from .grad_mode import is_grad_enabled
+
+
+def _graph_freed(grad):
+    raise RuntimeError(
+        "Trying to backward through the graph a second time: its intermediate values were "
+        "freed by the first backward(). Recompute the forward pass first.")
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`, undoing NumPy broadcasting."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def as_array(value, dtype=None):
+    """Array for `value`; Python and NumPy floats take `dtype` so they never upcast a tensor."""
+    if isinstance(value, Tensor):
+        return value.data
+    array = np.asarray(value)
+    if dtype is not None and array.dtype != dtype:
+        array = array.astype(dtype)
+    return array
+
+
+class Tensor:
+    """An n-dimensional float array with an optional gradient, as in PyTorch."""
+
+    # NumPy scalars and arrays on the left of an operator defer to Tensor's reflected ops.
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad=False):
+        self.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents = ()
+        self._backward = None
+
+    @classmethod
+    def _make(cls, data, parents, backward):
+        """The output of an op; it joins the graph only when a parent needs a gradient."""
+        out = Tensor(data)
+        if is_grad_enabled() and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = parents
+            out._backward = backward
+        return out
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def is_leaf(self):
+        return self._backward is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return float(self.data.reshape(()))
+
+    def numpy(self):
+        return self.data
+
+    def detach(self):
+        return Tensor(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        return f"tensor({body}, dtype={self.dtype}{grad})"
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, grad=None):
+        """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires it."""
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad: no input "
+                               "of the computation had requires_grad=True")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a scalar output; "
+                                   f"pass grad= of shape {self.shape}")
+            grad = np.ones_like(self.data)
+        else:
+            grad = as_array(grad, self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(grad): expected shape {self.shape}, got {grad.shape}")
+        pending = {self: grad}
+        for node in reversed(self._topological_order()):
+            grad = pending.pop(node, None)
+            if grad is None:
+                continue
+            if node._backward is None:
+                node._accumulate(grad)
+                continue
+            parent_grads = node._backward(grad)
+            for parent, parent_grad in zip(node._parents, parent_grads):
+                if parent_grad is None or not parent.requires_grad:
+                    continue
+                if parent in pending:
+                    pending[parent] = pending[parent] + parent_grad
+                else:
+                    pending[parent] = parent_grad
+            node._parents = ()
+            node._backward = _graph_freed
+
+    def _topological_order(self):
+        """Nodes that need a gradient, each after all of its parents (iterative DFS)."""
+        order, seen = [], set()
+        stack = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            for parent in reversed(node._parents):
+                if parent.requires_grad and parent not in seen:
+                    stack.append((parent, False))
+        return order
+
+    def _accumulate(self, grad):
+        if grad.dtype != self.dtype:
+            grad = grad.astype(self.dtype)
+        if self.grad is None:
+            self.grad = self._fresh_grad(grad)
+        else:
+            self.grad += grad
+
+    def _fresh_grad(self, grad):
+        """Memory for a first gradient; Parameters override this to use a flat buffer."""
+        return np.array(grad, dtype=self.dtype, copy=True)
+
+    def zero_grad(self):
+        self.grad = None

@@ -1,0 +1,110 @@
+"""Losses. The VAE ones are per sample, as the negative ELBO is defined:
+a sum over each sample's features (and latent dimensions), then a batch reduction."""
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Tensor, ops
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _tensor(value):
+    return value if isinstance(value, Tensor) else Tensor(np.asarray(value, dtype=np.float32))
+
+
+def _per_sample(elementwise):
+    """Sum an elementwise loss over every axis but the batch axis."""
+    return elementwise.sum(axis=tuple(range(1, elementwise.ndim))) if elementwise.ndim > 1 else elementwise
+
+
+class Loss:
+    """Base: checks `reduction` and applies it."""
+
+    def __init__(self, reduction="mean"):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, "
+                             f"got {reduction!r}")
+        self.reduction = reduction
+
+    def reduce(self, loss):
+        if self.reduction == "mean":
+            return loss.mean()
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss
+
+    def _check_shapes(self, pred, target):
+        if pred.shape != target.shape:
+            raise ValueError(f"{type(self).__name__}: input shape {pred.shape} and target shape "
+                             f"{target.shape} differ")
+
+    def __repr__(self):
+        return f"{type(self).__name__}(reduction={self.reduction!r})"
+
+
+class MSELoss(Loss):
+    def __call__(self, pred, target):
+        pred, target = _tensor(pred), _tensor(target)
+        self._check_shapes(pred, target)
+        diff = pred - target
+        return self.reduce(diff * diff)
+
+
+class BCELoss(Loss):
+    """Binary cross-entropy of probabilities in [0, 1]; log clamped at -100 like PyTorch."""
+
+    def __call__(self, pred, target):
+        pred, target = _tensor(pred), _tensor(target)
+        self._check_shapes(pred, target)
+        return self.reduce(F.binary_cross_entropy(pred, target))
+
+
+class BCEWithLogitsLoss(Loss):
+    def __call__(self, logits, target):
+        logits, target = _tensor(logits), _tensor(target)
+        self._check_shapes(logits, target)
+        return self.reduce(F.binary_cross_entropy_with_logits(logits, target))
+
+
+class CrossEntropyLoss(Loss):
+    """Cross-entropy of (N, C) logits against integer class labels (array or Tensor)."""
+
+    def __call__(self, logits, labels):
+        return self.reduce(F.cross_entropy(_tensor(logits), labels))
+
+
+class KLDivergenceLoss(Loss):
+    """KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dimensions per sample."""
+
+    def __call__(self, mu, logvar):
+        mu, logvar = _tensor(mu), _tensor(logvar)
+        if mu.shape != logvar.shape:
+            raise ValueError(f"KLDivergenceLoss: mu {mu.shape} and logvar {logvar.shape} differ")
+        elementwise = (mu * mu + ops.exp(logvar) - logvar - 1) * 0.5
+        return self.reduce(_per_sample(elementwise))
+
+
+class VAELoss(Loss):
+    """Negative ELBO per sample: reconstruction summed over features + beta * KL."""
+
+    def __init__(self, reconstruction_loss="mse", beta=1.0, reduction="mean"):
+        super().__init__(reduction)
+        kinds = {"mse": MSELoss, "bce": BCELoss}
+        if reconstruction_loss not in kinds:
+            raise ValueError(f"VAELoss: reconstruction_loss must be 'mse' or 'bce', got "
+                             f"{reconstruction_loss!r}")
+        self.reconstruction_loss, self.beta = reconstruction_loss, float(beta)
+        self._elementwise = kinds[reconstruction_loss](reduction="none")
+        self._kl = KLDivergenceLoss(reduction="none")
+
+    def parts(self, recon, x, mu, logvar):
+        """(reconstruction, kl) per sample, before beta and the reduction."""
+        return _per_sample(self._elementwise(recon, x)), self._kl(mu, logvar)
+
+    def __call__(self, recon, x, mu, logvar):
+        reconstruction, kl = self.parts(recon, x, mu, logvar)
+        return self.reduce(reconstruction + kl * self.beta)
+
+    def __repr__(self):
+        return (f"VAELoss(reconstruction_loss={self.reconstruction_loss!r}, beta={self.beta}, "
+                f"reduction={self.reduction!r})")

@@ -1,0 +1,210 @@
+"""Layers with PyTorch's signatures, weight layouts and default initialisation.
+
+Each layer checks its input's shape and names itself in the error, so a user sees
+"Linear(in_features=784, ...): expected input of shape (*, 784), got (128, 28, 28)"
+rather than a broadcasting error from deep inside NumPy.
+"""
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Tensor, ops
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+
+def _as_input(x):
+    return x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float32))
+
+
+def _pair(value):
+    return (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+
+
+class Linear(Module):
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.weight = Parameter(np.empty((out_features, in_features), dtype=np.float32))
+        self.bias = Parameter(np.empty(out_features, dtype=np.float32)) if bias else None
+        init.default_layer_init(self.weight, self.bias)
+
+    def forward(self, x):
+        x = _as_input(x)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{self!r}: expected input of shape (*, {self.in_features}), "
+                             f"got {x.shape}")
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class _ConvNd(Module):
+    """What Conv2d and ConvTranspose2d share: hyper-parameters, checks and repr."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, bias,
+                 weight_shape):
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.weight = Parameter(np.empty(weight_shape + self.kernel_size, dtype=np.float32))
+        self.bias = Parameter(np.empty(out_channels, dtype=np.float32)) if bias else None
+        init.default_layer_init(self.weight, self.bias)
+
+    def _check(self, x):
+        x = _as_input(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
+                             f"got {x.shape}")
+        return x
+
+    def extra_repr(self):
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if getattr(self, "output_padding", (0, 0)) != (0, 0):
+            text += f", output_padding={self.output_padding}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_ConvNd):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias,
+                         (out_channels, in_channels))
+
+    def forward(self, x):
+        return F.conv2d(self._check(x), self.weight, self.bias, self.stride, self.padding)
+
+
+class ConvTranspose2d(_ConvNd):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, bias=True):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias,
+                         (in_channels, out_channels))
+        self.output_padding = _pair(output_padding)
+
+    def forward(self, x):
+        return F.conv_transpose2d(self._check(x), self.weight, self.bias, self.stride,
+                                  self.padding, self.output_padding)
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return ops.relu(_as_input(x))
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        return ops.leaky_relu(_as_input(x), self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return ops.sigmoid(_as_input(x))
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return ops.tanh(_as_input(x))
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class Dropout(Module):
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must lie in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(_as_input(x), self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class _BatchNorm(Module):
+    expected_dims = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = Parameter(np.ones(num_features, dtype=np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=np.float32)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
+            self.register_buffer("running_var", np.ones(num_features, dtype=np.float32))
+            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+
+    def forward(self, x):
+        x = _as_input(x)
+        if x.ndim not in self.expected_dims or x.shape[1] != self.num_features:
+            layout = " or ".join(f"(N, {self.num_features}{', L' * (d == 3)}{', H, W' * (d == 4)})"
+                                 for d in self.expected_dims)
+            raise ValueError(f"{self!r}: expected input of shape {layout}, got {x.shape}")
+        use_batch_stats = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
+        return F.batch_norm(x, *running, self.weight, self.bias, use_batch_stats,
+                            self.momentum, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    expected_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    expected_dims = (4,)
+
+
+class Flatten(Module):
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        x = _as_input(x)
+        start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
+        shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
+        return ops.reshape(x, shape)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x):
+        x = _as_input(x)
+        dim = self.dim % x.ndim
+        if x.shape[dim] != int(np.prod(self.unflattened_size)):
+            raise ValueError(f"{self!r}: dim {self.dim} of input {x.shape} has {x.shape[dim]} "
+                             f"elements, expected {int(np.prod(self.unflattened_size))}")
+        return ops.reshape(x, x.shape[:dim] + self.unflattened_size + x.shape[dim + 1:])
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -1,0 +1,168 @@
+"""Module: the base of every layer and model, with PyTorch's registration and naming.
+
+Assigning a Parameter or a Module to an attribute registers it, so `named_parameters()`
+and `state_dict()` produce PyTorch's dotted names (`encoder.0.weight`) and checkpoints
+line up with what PyTorch users know. Buffers (BatchNorm's running statistics) are
+NumPy arrays registered with `register_buffer`.
+"""
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from .parameter import Parameter
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Module:
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------------ registration
+    def __setattr__(self, name, value):
+        registries = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
+        if registries[0] is None and isinstance(value, (Parameter, Module)):
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before "
+                                 f"assigning the parameter or module {name!r}")
+        if registries[0] is not None:
+            is_buffer = name in self._buffers and isinstance(value, np.ndarray)
+            for registry in (self._parameters, self._modules, self._buffers):
+                registry.pop(name, None)
+            if is_buffer:
+                self._buffers[name] = True
+            elif isinstance(value, Parameter):
+                self._parameters[name] = value
+            elif isinstance(value, Module):
+                self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        for registry in (self._parameters, self._modules, self._buffers):
+            registry.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name, array):
+        """A persistent non-learnable array, saved in state_dict (e.g. running statistics)."""
+        object.__setattr__(self, name, array)
+        self._buffers[name] = True
+
+    def register_parameter(self, name, param):
+        setattr(self, name, param)
+
+    # ------------------------------------------------------------------ calling
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------ traversal
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        """Every module below and including this one, each once, with its dotted name."""
+        seen = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{child_name}" if name else child_name, child)
+                        for child_name, child in module._modules.items()]
+            stack.extend(reversed(children))
+
+    def modules(self):
+        return (module for _, module in self.named_modules())
+
+    def named_parameters(self, prefix="", recurse=True):
+        """Parameters with dotted names, in registration order, shared ones only once."""
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
+            for name, param in module._parameters.items():
+                if param is None or id(param) in seen:
+                    continue
+                seen.add(id(param))
+                yield (f"{module_name}.{name}" if module_name else name), param
+
+    def parameters(self, recurse=True):
+        return (param for _, param in self.named_parameters(recurse=recurse))
+
+    def named_buffers(self):
+        for module_name, module in self.named_modules():
+            for name in module._buffers:
+                yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode=True):
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (False) or unfreeze every parameter, e.g. a pretrained encoder."""
+        for param in self.parameters():
+            param.requires_grad = requires_grad
+        return self
+
+    def zero_grad(self, set_to_none=True):
+        for param in self.parameters():
+            if set_to_none or param.grad is None:
+                param.grad = None
+            else:
+                param.grad[...] = 0
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        """Copies of every parameter and buffer, keyed by dotted name."""
+        state = OrderedDict((name, param.data.copy()) for name, param in self.named_parameters())
+        state.update((name, np.array(buf, copy=True)) for name, buf in self.named_buffers())
+        return state
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy values in place (parameters keep their memory, and any flat buffer they
+        are bound to). Missing, unexpected or misshapen entries are named in one error."""
+        targets = OrderedDict((name, param.data) for name, param in self.named_parameters())
+        targets.update(self.named_buffers())
+        missing = [name for name in targets if name not in state_dict]
+        unexpected = [name for name in state_dict if name not in targets]
+        mismatched = [f"{name}: checkpoint {np.shape(state_dict[name])}, model "
+                      f"{targets[name].shape}" for name in targets
+                      if name in state_dict and np.shape(state_dict[name]) != targets[name].shape]
+        problems = []
+        if mismatched:
+            problems.append("shape mismatch for " + "; ".join(mismatched))
+        if strict and missing:
+            problems.append(f"missing keys {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        if problems:
+            raise RuntimeError(f"{type(self).__name__}.load_state_dict: " + ", ".join(problems))
+        for name, target in targets.items():
+            if name in state_dict:
+                np.copyto(target, np.asarray(state_dict[name]), casting="same_kind")
+        return IncompatibleKeys(missing, unexpected)
+
+    # ------------------------------------------------------------------ printing
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [self.extra_repr()] if self.extra_repr() else []
+        for name, module in self._modules.items():
+            lines.append(f"({name}): " + repr(module).replace("\n", "\n  "))
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"

@@ -1,0 +1,27 @@
+"""Parameter: a leaf Tensor that a Module registers as learnable."""
+import numpy as np
+
+from ..autograd import Tensor
+
+
+class Parameter(Tensor):
+    """A learnable tensor. An optimizer may give it `grad_slot`, a view into one flat
+    gradient buffer, so that a first gradient lands there instead of in fresh memory and
+    the whole model's gradients can be reduced or updated in a few vectorised calls."""
+
+    def __init__(self, data, requires_grad=True):
+        data = data.data if isinstance(data, Tensor) else np.asarray(data)
+        if data.dtype.kind != "f":
+            raise TypeError(f"Parameter needs floating-point data, got {data.dtype}")
+        super().__init__(data, requires_grad=requires_grad)
+        self.grad_slot = None
+
+    def _fresh_grad(self, grad):
+        slot = self.grad_slot
+        if slot is not None and slot.shape == grad.shape:
+            np.copyto(slot, grad)
+            return slot
+        return super()._fresh_grad(grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()

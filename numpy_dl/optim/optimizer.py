@@ -1,0 +1,118 @@
+"""Optimizer base: param groups, flat state, the step loop and state_dict.
+
+A subclass names its per-parameter state arrays (`state_names`) and writes one
+`update(group, values, grads, state, step)` over 1-D arrays. The base calls it once per
+contiguous run of parameters that share a step count, which is the whole model in one
+call unless some parameters skipped steps (no gradient).
+"""
+import numpy as np
+
+from .flat import FlatGroup
+
+
+class Optimizer:
+    state_names = ()
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.param_groups, self._flat, self._state = [], [], []
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, group):
+        params = list(group["params"])
+        known = {id(p) for g in self.param_groups for p in g["params"]}
+        for param in params:
+            if not hasattr(param, "grad_slot"):
+                raise TypeError(f"{type(self).__name__} optimizes Parameters, got {type(param).__name__}")
+            if id(param) in known:
+                raise ValueError("some parameters appear in more than one parameter group")
+            known.add(id(param))
+        unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown options {sorted(unknown)}; "
+                             f"expected some of {sorted(self.defaults)}")
+        flat = FlatGroup(params)
+        self.param_groups.append({**self.defaults, **group, "params": params})
+        self._flat.append(flat)
+        state = {name: np.zeros_like(flat.data) for name in self.state_names}
+        state["step"] = np.zeros(len(params), dtype=np.int64)
+        self._state.append(state)
+
+    @property
+    def flat_groups(self):
+        """The FlatGroup of each param group (DistributedOptimizer reduces their `grad`)."""
+        return self._flat
+
+    def zero_grad(self, set_to_none=True):
+        for group in self.param_groups:
+            for param in group["params"]:
+                if set_to_none or param.grad is None:
+                    param.grad = None
+                else:
+                    param.grad[...] = 0
+
+    def step(self):
+        for group, flat, state in zip(self.param_groups, self._flat, self._state):
+            present = flat.gather()
+            state["step"][present] += 1
+            for run, step in flat.runs(present, state["step"]):
+                run_state = {name: state[name][run] for name in self.state_names}
+                self.update(group, flat.data[run], flat.grad[run], run_state, int(step))
+
+    def update(self, group, values, grads, state, step):
+        raise NotImplementedError(f"{type(self).__name__} must define update()")
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        """PyTorch's layout: per-parameter state keyed by the parameter's position across
+        all groups (stable between runs, unlike id()), and the groups' hyper-parameters."""
+        state, index = {}, 0
+        groups = []
+        for group, flat, flat_state in zip(self.param_groups, self._flat, self._state):
+            indices = []
+            for i, (param, where) in enumerate(zip(group["params"], flat.slices)):
+                if flat_state["step"][i] > 0:
+                    entry = {"step": int(flat_state["step"][i])}
+                    entry.update((name, flat_state[name][where].reshape(param.shape).copy())
+                                 for name in self.state_names)
+                    state[index] = entry
+                indices.append(index)
+                index += 1
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": indices})
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        groups = state_dict["param_groups"]
+        sizes = [len(g["params"]) for g in self.param_groups]
+        if [len(g["params"]) for g in groups] != sizes:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state has groups "
+                             f"of {[len(g['params']) for g in groups]} parameters, this optimizer "
+                             f"{sizes}")
+        saved = {int(k): v for k, v in state_dict["state"].items()}
+        for group, saved_group, flat, flat_state in zip(self.param_groups, groups, self._flat,
+                                                        self._state):
+            group.update({k: v for k, v in saved_group.items() if k != "params"})
+            for i, (index, param, where) in enumerate(zip(saved_group["params"], group["params"],
+                                                          flat.slices)):
+                entry = saved.get(int(index), {"step": 0})
+                flat_state["step"][i] = int(entry["step"])
+                for name in self.state_names:
+                    value = np.asarray(entry.get(name, 0), dtype=flat.data.dtype)
+                    if value.ndim and value.shape != param.shape:
+                        raise ValueError(f"{type(self).__name__}.load_state_dict: state {name!r} "
+                                         f"of parameter {index} has shape {value.shape}, "
+                                         f"expected {param.shape}")
+                    flat_state[name][where] = value.reshape(-1) if value.ndim else value
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines.extend(f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params")
+        return "\n".join(lines + [")"])
