@@ -1,0 +1,61 @@
+"""Building blocks the models share: activations by name, MLP stacks, and the stride-2
+convolution stacks whose transposed mirror reproduces every spatial size exactly."""
+from .. import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+def activation(name):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+def mlp(sizes, activation_name, last_activation=True):
+    """Linear layers through `sizes`, each followed by the activation (the last optional)."""
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if last_activation or i < len(sizes) - 2:
+            layers.append(activation(activation_name))
+    return nn.Sequential(*layers) if layers else nn.Identity()
+
+
+def check_hidden_sizes(hidden_sizes):
+    sizes = [int(h) for h in hidden_sizes]
+    if any(h < 1 for h in sizes):
+        raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
+    return sizes
+
+
+def conv_sizes(image_size, num_layers):
+    """Spatial size after each stride-2, kernel-3, padding-1 convolution: ceil(s / 2)."""
+    sizes = [int(image_size)]
+    for _ in range(num_layers):
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+def conv_encoder(in_channels, channels):
+    """Stride-2 convolutions that halve the image and double the channels, then Flatten."""
+    layers = []
+    for fan_in, fan_out in zip([in_channels] + channels[:-1], channels):
+        layers += [nn.Conv2d(fan_in, fan_out, 3, stride=2, padding=1), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Flatten())
+
+
+def conv_decoder(latent_dim, in_channels, channels, image_size):
+    """FC, reshape, then transposed convolutions back to `image_size` and a Sigmoid.
+
+    A stride-2 transposed convolution maps size s to 2s - 1 + output_padding; choosing
+    output_padding = target - (2s - 1) (0 or 1) lands on each encoder size exactly."""
+    sizes = conv_sizes(image_size, len(channels))
+    layers = [nn.Linear(latent_dim, channels[-1] * sizes[-1] ** 2), nn.ReLU(),
+              nn.Unflatten(1, (channels[-1], sizes[-1], sizes[-1]))]
+    outputs = list(reversed(channels[:-1])) + [in_channels]
+    for i, (fan_in, fan_out) in enumerate(zip(reversed(channels), outputs)):
+        source, target = sizes[-1 - i], sizes[-2 - i]
+        layers.append(nn.ConvTranspose2d(fan_in, fan_out, 3, stride=2, padding=1,
+                                         output_padding=target - (2 * source - 1)))
+        layers.append(nn.ReLU() if i < len(channels) - 1 else nn.Sigmoid())
+    return nn.Sequential(*layers)
