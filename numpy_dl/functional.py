@@ -47,10 +47,11 @@ def linear(x, weight, bias=None):
 
 
 # ---------------------------------------------------------------------- convolution
-def _pair(value, name):
+def _pair(value, name, minimum=0):
+    """(h, w) from an int or a pair; a stride needs minimum=1 (0 would divide by zero)."""
     pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or any(int(v) < 0 for v in pair):
-        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
+    if len(pair) != 2 or any(int(v) < minimum for v in pair):
+        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
     return int(pair[0]), int(pair[1])
 
 
@@ -111,7 +112,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     """2-D cross-correlation as PyTorch's: weight (out_channels, in_channels, kh, kw)."""
     x = as_tensor(x, weight)
     _check_conv_input("conv2d", x, weight, weight.shape[1])
-    stride, (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    stride, (ph, pw) = _pair(stride, "stride", 1), _pair(padding, "padding")
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     out_h, out_w = (h + 2 * ph - kh) // stride[0] + 1, (w + 2 * pw - kw) // stride[1] + 1
@@ -144,7 +145,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     """The adjoint of conv2d as PyTorch's: weight (in_channels, out_channels, kh, kw)."""
     x = as_tensor(x, weight)
     _check_conv_input("conv_transpose2d", x, weight, weight.shape[0])
-    stride, (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    stride, (ph, pw) = _pair(stride, "stride", 1), _pair(padding, "padding")
     oph, opw = _pair(output_padding, "output_padding")
     if oph >= stride[0] or opw >= stride[1]:
         raise ValueError(f"conv_transpose2d: output_padding {(oph, opw)} must be smaller than "

@@ -30,11 +30,14 @@ def unbroadcast(grad, shape):
 
 
 def as_array(value, dtype=None):
-    """Array for `value`; Python and NumPy floats take `dtype` so they never upcast a tensor."""
+    """Array for `value`; Python and NumPy floats take `dtype` so they never upcast a tensor.
+
+    Only a cast within the same kind: a float constant must not be truncated to an
+    integer tensor's dtype (int_tensor * 0.5 would become zeros)."""
     if isinstance(value, Tensor):
         return value.data
     array = np.asarray(value)
-    if dtype is not None and array.dtype != dtype:
+    if dtype is not None and array.dtype != dtype and np.can_cast(array.dtype, dtype, "same_kind"):
         array = array.astype(dtype)
     return array
 
@@ -89,6 +92,10 @@ class Tensor:
 
     def numpy(self):
         return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        """`np.asarray(t)` is the tensor's data (gradients do not flow through NumPy)."""
+        return self.data if dtype is None else self.data.astype(dtype, copy=bool(copy))
 
     def detach(self):
         return Tensor(self.data)

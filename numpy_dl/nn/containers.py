@@ -16,10 +16,13 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, index):
-        modules = list(self._modules.values())
         if isinstance(index, slice):
-            return Sequential(*modules[index])
-        return modules[index]
+            # A slice keeps its modules' names, as PyTorch's ('2.weight' stays '2.weight').
+            part = Sequential()
+            for name, module in list(self._modules.items())[index]:
+                setattr(part, name, module)
+            return part
+        return list(self._modules.values())[index]
 
     def __len__(self):
         return len(self._modules)

@@ -125,17 +125,27 @@ class Module:
                 param.grad[...] = 0
 
     # ------------------------------------------------------------------ state
+    def _named_state(self):
+        """(name, array) of every parameter's data and every buffer in PyTorch's state_dict
+        order: each module's parameters, then its buffers, then its children's."""
+        seen = set()
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, param in module._parameters.items():
+                if param is not None and id(param) not in seen:
+                    seen.add(id(param))
+                    yield prefix + name, param.data
+            for name in module._buffers:
+                yield prefix + name, getattr(module, name)
+
     def state_dict(self):
         """Copies of every parameter and buffer, keyed by dotted name."""
-        state = OrderedDict((name, param.data.copy()) for name, param in self.named_parameters())
-        state.update((name, np.array(buf, copy=True)) for name, buf in self.named_buffers())
-        return state
+        return OrderedDict((name, np.array(value, copy=True)) for name, value in self._named_state())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy values in place (parameters keep their memory, and any flat buffer they
         are bound to). Missing, unexpected or misshapen entries are named in one error."""
-        targets = OrderedDict((name, param.data) for name, param in self.named_parameters())
-        targets.update(self.named_buffers())
+        targets = OrderedDict(self._named_state())
         missing = [name for name in targets if name not in state_dict]
         unexpected = [name for name in state_dict if name not in targets]
         mismatched = [f"{name}: checkpoint {np.shape(state_dict[name])}, model "
