@@ -19,10 +19,14 @@ class Adam(Optimizer):
             raise ValueError(f"{type(self).__name__}: need lr >= 0, eps >= 0, weight_decay >= 0 "
                              f"and betas in [0, 1), got lr={lr}, eps={eps}, "
                              f"weight_decay={weight_decay}, betas={betas}")
-        self.state_names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
         self._scratch = None
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad))
+
+    @property
+    def state_names(self):
+        amsgrad = any(group["amsgrad"] for group in self.param_groups)
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
 
     def _scratch_for(self, size, dtype):
         if self._scratch is None or self._scratch.size < size or self._scratch.dtype != dtype:

@@ -37,12 +37,18 @@ class Optimizer:
         if unknown:
             raise ValueError(f"{type(self).__name__}: unknown options {sorted(unknown)}; "
                              f"expected some of {sorted(self.defaults)}")
-        flat = FlatGroup(params)
         self.param_groups.append({**self.defaults, **group, "params": params})
-        self._flat.append(flat)
-        state = {name: np.zeros_like(flat.data) for name in self.state_names}
-        state["step"] = np.zeros(len(params), dtype=np.int64)
-        self._state.append(state)
+        self._flat.append(FlatGroup(params))
+        self._state.append({"step": np.zeros(len(params), dtype=np.int64)})
+
+    def _group_state(self, index):
+        """Group `index`'s state, with any array the current options need allocated
+        (options such as Adam's amsgrad may be switched on after construction)."""
+        state = self._state[index]
+        for name in self.state_names:
+            if name not in state:
+                state[name] = np.zeros_like(self._flat[index].data)
+        return state
 
     @property
     def flat_groups(self):
@@ -58,7 +64,8 @@ class Optimizer:
                     param.grad[...] = 0
 
     def step(self):
-        for group, flat, state in zip(self.param_groups, self._flat, self._state):
+        for index, (group, flat) in enumerate(zip(self.param_groups, self._flat)):
+            state = self._group_state(index)
             present = flat.gather()
             state["step"][present] += 1
             for run, step in flat.runs(present, state["step"]):
@@ -74,7 +81,8 @@ class Optimizer:
         all groups (stable between runs, unlike id()), and the groups' hyper-parameters."""
         state, index = {}, 0
         groups = []
-        for group, flat, flat_state in zip(self.param_groups, self._flat, self._state):
+        for group_index, (group, flat) in enumerate(zip(self.param_groups, self._flat)):
+            flat_state = self._group_state(group_index)
             indices = []
             for i, (param, where) in enumerate(zip(group["params"], flat.slices)):
                 if flat_state["step"][i] > 0:
@@ -95,9 +103,10 @@ class Optimizer:
                              f"of {[len(g['params']) for g in groups]} parameters, this optimizer "
                              f"{sizes}")
         saved = {int(k): v for k, v in state_dict["state"].items()}
-        for group, saved_group, flat, flat_state in zip(self.param_groups, groups, self._flat,
-                                                        self._state):
+        for group_index, (group, saved_group, flat) in enumerate(zip(self.param_groups, groups,
+                                                                     self._flat)):
             group.update({k: v for k, v in saved_group.items() if k != "params"})
+            flat_state = self._group_state(group_index)
             for i, (index, param, where) in enumerate(zip(saved_group["params"], group["params"],
                                                           flat.slices)):
                 entry = saved.get(int(index), {"step": 0})
