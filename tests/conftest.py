@@ -90,3 +90,12 @@ def dtype_guard(monkeypatch):
 
     monkeypatch.setattr(Tensor, "_make", classmethod(make))
     return problems
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_blas_thread():
+    """One BLAS thread per test process: the suite's matrices are small, and MPI suites run
+    several processes on few cores, where spinning BLAS threads only slow each other."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):
+        yield

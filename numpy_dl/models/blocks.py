@@ -1,5 +1,7 @@
 """Building blocks the models share: activations by name, MLP stacks, and the stride-2
 convolution stacks whose transposed mirror reproduces every spatial size exactly."""
+import numbers
+
 from .. import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -21,11 +23,27 @@ def mlp(sizes, activation_name, last_activation=True):
     return nn.Sequential(*layers) if layers else nn.Identity()
 
 
-def check_hidden_sizes(hidden_sizes):
-    sizes = [int(h) for h in hidden_sizes]
-    if any(h < 1 for h in sizes):
-        raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
-    return sizes
+def _is_positive_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def check_positive_ints(model, **values):
+    """The values as ints, or one ValueError naming the model and each bad argument."""
+    bad = [f"{name}={value!r}" for name, value in values.items() if not _is_positive_int(value)]
+    if bad:
+        raise ValueError(f"{model}: {', '.join(bad)}: expected positive integers")
+    return [int(value) for value in values.values()]
+
+
+def check_hidden_sizes(hidden_sizes, model="model"):
+    try:
+        sizes = list(hidden_sizes)
+    except TypeError:
+        sizes = None
+    if sizes is None or isinstance(hidden_sizes, str) or not all(map(_is_positive_int, sizes)):
+        raise ValueError(f"{model}: hidden_sizes must be a list of positive integers, "
+                         f"got {hidden_sizes!r}")
+    return [int(h) for h in sizes]
 
 
 def conv_sizes(image_size, num_layers):

@@ -1,7 +1,7 @@
 """The convolutional autoencoders: stride-2 convolutions down, transposed ones back up."""
 from .. import nn
 from .base import AutoencoderMixin, VariationalMixin
-from .blocks import conv_decoder, conv_encoder, conv_sizes
+from .blocks import check_positive_ints, conv_decoder, conv_encoder, conv_sizes
 
 
 class ConvAutoencoder(AutoencoderMixin, nn.Module):
@@ -12,9 +12,9 @@ class ConvAutoencoder(AutoencoderMixin, nn.Module):
     def __init__(self, in_channels=1, base_channels=32, latent_dim=128, image_size=28,
                  num_layers=3):
         super().__init__()
-        if min(in_channels, base_channels, latent_dim, image_size, num_layers) < 1:
-            raise ValueError(f"{type(self).__name__}: in_channels, base_channels, latent_dim, "
-                             f"image_size and num_layers must be positive")
+        in_channels, base_channels, latent_dim, image_size, num_layers = check_positive_ints(
+            type(self).__name__, in_channels=in_channels, base_channels=base_channels,
+            latent_dim=latent_dim, image_size=image_size, num_layers=num_layers)
         self.config = dict(in_channels=int(in_channels), base_channels=int(base_channels),
                            latent_dim=int(latent_dim), image_size=int(image_size),
                            num_layers=int(num_layers))

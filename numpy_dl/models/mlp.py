@@ -5,7 +5,7 @@ from .. import nn, random
 from ..autograd import Tensor, no_grad, ops
 from ..functional import one_hot
 from .base import AutoencoderMixin, VariationalMixin, check_device
-from .blocks import check_hidden_sizes, mlp
+from .blocks import check_hidden_sizes, check_positive_ints, mlp
 
 
 class Autoencoder(AutoencoderMixin, nn.Module):
@@ -13,8 +13,12 @@ class Autoencoder(AutoencoderMixin, nn.Module):
 
     def __init__(self, input_size, hidden_sizes=(512, 256), latent_dim=64, activation="relu"):
         super().__init__()
-        self.config = dict(input_size=int(input_size), hidden_sizes=check_hidden_sizes(hidden_sizes),
-                           latent_dim=int(latent_dim), activation=activation)
+        name = type(self).__name__
+        input_size, latent_dim = check_positive_ints(name, input_size=input_size,
+                                                     latent_dim=latent_dim)
+        self.config = dict(input_size=input_size,
+                           hidden_sizes=check_hidden_sizes(hidden_sizes, name),
+                           latent_dim=latent_dim, activation=activation)
         self.input_size, self.latent_dim = int(input_size), int(latent_dim)
         self._build()
 
@@ -63,7 +67,7 @@ class ConditionalVAE(VariationalAutoencoder):
 
     def __init__(self, input_size, num_classes, hidden_sizes=(512, 256), latent_dim=64,
                  activation="relu"):
-        self.condition_size = int(num_classes)
+        self.condition_size, = check_positive_ints("ConditionalVAE", num_classes=num_classes)
         super().__init__(input_size, hidden_sizes, latent_dim, activation)
         self.num_classes = self.condition_size
         self.config["num_classes"] = self.num_classes
@@ -94,7 +98,11 @@ class ConditionalVAE(VariationalAutoencoder):
         count = int(num_samples)
         if labels is None:
             labels = np.arange(count) % self.num_classes
-        labels = np.broadcast_to(np.asarray(getattr(labels, "data", labels)), (count,))
+        labels = np.asarray(getattr(labels, "data", labels)).reshape(-1)
+        if labels.size not in (1, count):
+            raise ValueError(f"ConditionalVAE.sample: got {labels.size} labels for {count} "
+                             f"samples; give one label per sample or a single label for all")
+        labels = np.broadcast_to(labels, (count,))
         z = random.generator().standard_normal((count, self.latent_dim), dtype=np.float32)
         with no_grad():
             return self.decode(Tensor(z), labels)
