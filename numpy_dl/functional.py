@@ -4,7 +4,8 @@ Convolutions work channels-last inside: the padded input is an (N, H, W, C) arra
 kernel windows are strided views, copied once into a patch matrix for a single GEMM.
 Their NCHW outputs are transposed views of NHWC memory, which the next convolution reads
 without another copy. The input gradient is the adjoint: one GEMM, then a sum over the
-kh*kw kernel offsets (never `np.add.at`, never a loop over pixels or samples).
+kh*kw kernel offsets, one small GEMM each (never `np.add.at`, never a loop over pixels or
+samples).
 """
 import numpy as np
 
@@ -78,15 +79,19 @@ def _im2col(padded, kh, kw, stride, out_h, out_w):
     return windows.reshape(n * out_h * out_w, kh * kw * c)
 
 
-def _col2im(cols, padded_shape, kh, kw, stride, out_h, out_w):
-    """The adjoint of `_im2col`: add each window row back where it was read from."""
+def _col2im_gemm(rows, wmat, padded_shape, kh, kw, stride, out_h, out_w):
+    """The adjoint of `_im2col` after a GEMM: `_col2im(rows @ wmat)` without materialising
+    the (rows, kh*kw*C) patch matrix. Each kernel offset gets its own GEMM, whose result is
+    added where that offset's windows read from; the patch matrix would not fit in cache,
+    these small products do."""
     n, _, _, c = padded_shape
-    patches = cols.reshape(n, out_h, out_w, kh, kw, c)
-    padded = np.zeros(padded_shape, dtype=cols.dtype)
-    rows, columns = stride[0] * (out_h - 1) + 1, stride[1] * (out_w - 1) + 1
+    taps = wmat.reshape(wmat.shape[0], kh, kw, c)
+    padded = np.zeros(padded_shape, dtype=rows.dtype)
+    rows_span, columns_span = stride[0] * (out_h - 1) + 1, stride[1] * (out_w - 1) + 1
     for i in range(kh):
         for j in range(kw):
-            padded[:, i:i + rows:stride[0], j:j + columns:stride[1], :] += patches[:, :, :, i, j, :]
+            window = padded[:, i:i + rows_span:stride[0], j:j + columns_span:stride[1], :]
+            window += (rows @ taps[:, i, j, :]).reshape(n, out_h, out_w, c)
     return padded
 
 
@@ -130,7 +135,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
         g2 = g.transpose(0, 2, 3, 1).reshape(-1, o)
         gx = gw = None
         if x.requires_grad:
-            grad_padded = _col2im(g2 @ wmat, padded.shape, kh, kw, stride, out_h, out_w)
+            grad_padded = _col2im_gemm(g2, wmat, padded.shape, kh, kw, stride, out_h, out_w)
             gx = grad_padded[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
         if weight.requires_grad:
             gw = _matrix_to_weight(g2.T @ cols, weight.shape)
@@ -159,7 +164,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
                          f"{x.shape} and kernel {(kh, kw)}")
     rows = x.data.transpose(0, 2, 3, 1).reshape(n * h * w, cin)
     wmat = _weight_matrix(weight.data)
-    full = _col2im(rows @ wmat, (n, full_h, full_w, cout), kh, kw, stride, h, w)
+    full = _col2im_gemm(rows, wmat, (n, full_h, full_w, cout), kh, kw, stride, h, w)
     out = full[:, ph:ph + out_h, pw:pw + out_w, :]
     if bias is not None:
         out += bias.data
