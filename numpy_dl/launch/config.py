@@ -1,0 +1,233 @@
+"""The training configuration: one table of options, read from TOML and the command line.
+
+Each option is declared once, as a field of `TrainConfig` with its default, help text
+and converter; the command line (`--batch-size 32`) and a TOML file (`batch-size = 32`,
+or `batch_size`) are generated from that table, so the two can never disagree. Values
+from every source pass through the same converter, so `epochs = "ten"` in a file and
+`--epochs ten` on the command line fail with the same message.
+
+Layers are applied over the defaults in order (`resolve`): a resumed run's checkpoint,
+then the config file, then the command line. `to_toml` writes the options that decide
+what is trained, so `train --config RUN/config.toml` trains the same model again; where
+to write (`out`) and `resume` are left out, so the rerun goes to a fresh directory.
+"""
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .errors import UsageError
+
+MODEL_NAMES = ("ae", "conv-ae", "vae", "conv-vae", "cvae")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("none", "step", "exponential", "cosine")
+RECON_LOSSES = ("mse", "bce")
+
+# Options that say where and how a run goes rather than what it trains.
+PLACEMENT = ("out", "resume")
+
+
+# ------------------------------------------------------------------ converters
+# Each takes a value from TOML (typed) or the command line (a string) and returns it
+# converted, or raises ValueError saying what was expected.
+
+def integer(minimum):
+    def convert(value):
+        if isinstance(value, str) and value.strip().lstrip("+-").isdecimal():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"expected an integer >= {minimum}, got {value!r}")
+        return value
+    convert.metavar = "N"
+    return convert
+
+
+def number(minimum=0.0, below=None, positive=False):
+    bounds = f"> {minimum}" if positive else f">= {minimum}"
+    if below is not None:
+        bounds += f" and < {below}"
+
+    def convert(value):
+        try:
+            x = math.nan if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            x = math.nan
+        low_ok = x > minimum if positive else x >= minimum
+        if not (math.isfinite(x) and low_ok and (below is None or x < below)):
+            raise ValueError(f"expected a number {bounds}, got {value!r}")
+        return x
+    convert.metavar = "X"
+    return convert
+
+
+def choice(*names):
+    def convert(value):
+        if value not in names:
+            raise ValueError(f"expected one of {', '.join(names)}, got {value!r}")
+        return value
+    convert.metavar = "{" + ",".join(names) + "}"
+    return convert
+
+
+def integer_list(value):
+    """[256, 128] from TOML, or "256,128" from the command line; "" is no layers."""
+    sizes = value
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        sizes = [int(part) if part.isdecimal() else part for part in parts]
+    if not isinstance(sizes, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+        raise ValueError(f"expected positive integers, as in 256,128, got {value!r}")
+    return tuple(sizes)
+
+
+integer_list.metavar = "N,N,..."
+
+
+def text(value):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+text.metavar = "TEXT"
+
+
+def option(default, help, convert, metavar=None, flag_value=None):
+    """A TrainConfig field; `flag_value` is what the bare flag means (`--resume` alone)."""
+    return field(default=default, metadata={"help": help, "convert": convert,
+                                            "metavar": metavar or convert.metavar,
+                                            "flag_value": flag_value})
+
+
+# ------------------------------------------------------------------ the table
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = option("vae", "autoencoder to train", choice(*MODEL_NAMES))
+    dataset: str = option("digits", "digits, mnist:DIR, fashion-mnist:DIR, npz:PATH or "
+                          "synthetic[:N]", text, metavar="SPEC")
+    epochs: int = option(60, "number of passes over the training set", integer(1))
+    batch_size: int = option(32, "samples per rank per step; the global batch is this times "
+                             "the number of ranks", integer(1))
+    lr: float = option(3e-3, "learning rate", number(positive=True))
+    optimizer: str = option("adam", "optimizer", choice(*OPTIMIZERS))
+    weight_decay: float = option(0.0, "L2 penalty (decoupled for adamw)", number())
+    momentum: float = option(0.9, "momentum (sgd only)", number(0.0, below=1.0))
+    lr_schedule: str = option("none", "learning-rate schedule, stepped once per epoch: step "
+                              "multiplies by --lr-gamma every --lr-step epochs, exponential "
+                              "every epoch, cosine anneals to 0 over --epochs",
+                              choice(*LR_SCHEDULES))
+    lr_gamma: float = option(0.5, "decay factor of the step and exponential schedules",
+                             number(positive=True))
+    lr_step: int = option(10, "epochs between decays of the step schedule", integer(1))
+    beta: float = option(1.0, "weight of the KL term (VAEs; beta-VAE when > 1)", number())
+    latent_dim: int = option(16, "size of the latent code", integer(1))
+    hidden_sizes: tuple = option((256, 128), "hidden layer sizes of the MLP models",
+                                 integer_list)
+    base_channels: int = option(16, "channels of the first convolution (conv models; doubled "
+                                "per layer)", integer(1))
+    recon_loss: str = option("bce", "reconstruction loss, summed over each sample's pixels",
+                             choice(*RECON_LOSSES))
+    noise_std: float = option(0.0, "std of Gaussian noise added to the inputs (denoising)",
+                              number())
+    val_fraction: float = option(0.1, "held-out fraction evaluated every epoch (0: none)",
+                                 number(0.0, below=1.0))
+    seed: int = option(0, "seed of the initialisation, split, data order and noise",
+                       integer(0))
+    checkpoint_every: int = option(5, "epochs between checkpoints (the last epoch is always "
+                                   "saved)", integer(1))
+    keep: int = option(3, "checkpoints to keep", integer(1))
+    threads: int = option(0, "BLAS threads per rank (0: cores per node / ranks per node)",
+                          integer(0))
+    out: str = option(None, "run directory (default: runs/MODEL-DATASET-TIME)", text,
+                      metavar="DIR")
+    resume: str = option(None, "continue from a checkpoint: auto (the latest in --out, if "
+                         "any) or a checkpoint file or run directory", text,
+                         metavar="auto|PATH", flag_value="auto")
+
+
+OPTIONS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def flag(name):
+    """The command-line spelling of an option: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
+# ------------------------------------------------------------------ reading
+
+def resolve(*layers):
+    """A TrainConfig from the defaults overridden by each (source, {name: value}) layer in
+    turn; raises UsageError naming the source, the option and what it accepts. The
+    command line's source is None: its errors name the flag (--epochs)."""
+    values = {}
+    for source, layer in layers:
+        for name, value in layer.items():
+            if name not in OPTIONS:
+                raise UsageError(f"{source}: unknown option {name!r}; expected one of "
+                                 f"{', '.join(key.replace('_', '-') for key in OPTIONS)}")
+            where = flag(name) if source is None else f"{source}: {name.replace('_', '-')}"
+            try:
+                values[name] = OPTIONS[name].metadata["convert"](value)
+            except ValueError as problem:
+                raise UsageError(f"{where}: {problem}") from None
+    return TrainConfig(**values)
+
+
+def read_toml(path):
+    """The options in a TOML file as {name: value}, keys spelt with - or _."""
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"config file {path} cannot be read: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"config file {path} is not valid TOML: {error}; expected lines "
+                         f"such as `epochs = 10`") from None
+    tables = [key for key, value in document.items() if isinstance(value, dict)]
+    if tables:
+        raise UsageError(f"config file {path}: unexpected table [{tables[0]}]; expected "
+                         f"top-level keys such as `epochs = 10`")
+    return {key.replace("-", "_"): value for key, value in document.items()}
+
+
+def from_checkpoint(saved):
+    """The options stored in a checkpoint by `train` ({} for a checkpoint written
+    otherwise, e.g. by a user's own script)."""
+    stored = saved.config if isinstance(saved.config, dict) else {}
+    return dict(stored.get("options", {}))
+
+
+# ------------------------------------------------------------------ writing
+
+def as_dict(config, placement=False):
+    """{name: value} of the options that are set, without `out` and `resume` unless
+    `placement`."""
+    return {name: getattr(config, name) for name in OPTIONS
+            if getattr(config, name) is not None and (placement or name not in PLACEMENT)}
+
+
+def to_toml(config, header=()):
+    """The options that decide what is trained, as TOML, after `header` comment lines."""
+    lines = [f"# {line}" for line in header]
+    for name, value in as_dict(config).items():
+        lines.append(f"{name.replace('_', '-')} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    return repr(value)

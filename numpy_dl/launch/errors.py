@@ -1,0 +1,73 @@
+"""How a command fails: one line and an exit code, and never a rank left waiting.
+
+Two kinds of failure end a command with a one-line message instead of a traceback:
+`UsageError` (exit code 2) when what the user asked for cannot be done (an option, a
+config file, a dataset or a checkpoint that is wrong), and `RunError` (exit code 1) when
+the work itself fails (a damaged checkpoint, a loss that became NaN). Any other exception
+is a bug and keeps its traceback; under MPI the distributed layer's hook prints it with
+the rank and aborts the job.
+
+Under MPI one rank may fail alone: only rank 0 reads a checkpoint, one node lacks a data
+directory. A rank that simply exited would leave the others waiting forever in their next
+collective, so every step that can fail runs inside `together(comm)`, after which either
+no rank or every rank raises; such an error is `agreed` and ends all ranks with the same
+code while rank 0 alone reports it. An error that escapes outside `together` (rank 0
+failing to write an image mid-training) aborts the whole job instead.
+"""
+from contextlib import contextmanager
+
+from ..data.datasets import DatasetError
+from ..distributed import raise_together
+from ..distributed.checkpoint import CheckpointError
+
+
+class LaunchError(Exception):
+    """A failure the launcher reports as one line; `rank` is where it happened."""
+    exit_code = 1
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.rank = None
+        self.agreed = False
+
+
+class UsageError(LaunchError):
+    """The command asks for something that cannot be done; the user changes the command."""
+    exit_code = 2
+
+
+class RunError(LaunchError):
+    """The work failed while being done."""
+    exit_code = 1
+
+
+def _as_launch_error(error):
+    """Other failures, as the launcher reports them: a dataset that cannot be used is a
+    usage error; a damaged or foreign checkpoint, or a file that cannot be written, a
+    runtime one."""
+    if isinstance(error, LaunchError):
+        return error
+    if isinstance(error, DatasetError):
+        return UsageError(str(error))
+    return RunError(str(error))
+
+
+@contextmanager
+def together(comm):
+    """Collective: run the block on every rank; if it raises a LaunchError (or a
+    DatasetError, CheckpointError or OSError) on any rank, raise a LaunchError on every
+    rank. Inside the block every rank must make the same collective calls.
+
+    Each failing rank raises its own error, the others the lowest failing rank's; all are
+    marked `agreed`, and carry the rank they happened on."""
+    error = None
+    try:
+        yield
+    except (LaunchError, DatasetError, CheckpointError, OSError) as exc:
+        error = _as_launch_error(exc)
+        error.rank = comm.rank
+    try:
+        raise_together(comm, error)
+    except LaunchError as exc:
+        exc.agreed = True
+        raise exc from None

@@ -1,0 +1,131 @@
+"""The launcher's parts, in process: picture sizes, evaluation shards, the models'
+common interface, the run directory's rules and the BLAS thread share."""
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from numpy_dl import models
+from numpy_dl.distributed import SingleProcessCommunicator
+from numpy_dl.launch import images, rundir, threads
+from numpy_dl.launch.config import TrainConfig
+from numpy_dl.launch.console import Console
+from numpy_dl.launch.errors import RunError, UsageError
+from numpy_dl.launch.evaluate import shard
+from numpy_dl.launch.modeling import Autoencoding, Objective, model_arguments
+
+
+def png_size(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return Image.open(io.BytesIO(buffer.getvalue())).size
+
+
+@pytest.mark.parametrize("count, columns, side, channels, expected", [
+    (64, 8, 8, 1, (8 * 34 + 2, 8 * 34 + 2)),      # 8x8 digits drawn 4x: 32-pixel cells
+    (10, 4, 28, 1, (4 * 30 + 2, 3 * 30 + 2)),     # 28x28 kept at 1x; a short last row
+    (3, 8, 16, 3, (3 * 34 + 2, 34 + 2)),          # fewer images than columns; RGB
+])
+def test_grids_have_the_documented_size(count, columns, side, channels, expected):
+    pictures = np.random.default_rng(0).random((count, channels, side, side), dtype=np.float32)
+    assert png_size(images.grid(pictures, columns)) == expected
+
+
+def test_pairs_put_each_row_of_inputs_above_its_reconstructions():
+    inputs = np.zeros((10, 1, 8, 8), np.float32)
+    outputs = np.ones((10, 1, 8, 8), np.float32)
+    picture = images.pairs(inputs, outputs, columns=8)
+    assert picture.size == (8 * 34 + 2, 4 * 34 + 2)
+    first_cell_row = [picture.getpixel((2 + 16, 2 + 34 * row + 16)) for row in range(4)]
+    assert first_cell_row == [0, 255, 0, 255]
+
+
+def test_loss_curve_draws_with_and_without_validation():
+    curve = images.loss_curve([1, 2, 3], {"train": [3.0, 2.0, 1.5], "val": [np.nan] * 3})
+    assert curve.size == (640, 400)
+    assert images.loss_curve([1], {"train": [2.0]}).size == (640, 400)
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 180])
+@pytest.mark.parametrize("ranks", [1, 2, 3, 8])
+def test_evaluation_shards_count_every_sample_exactly_once(count, ranks):
+    indices = np.arange(100, 100 + count)
+    parts = [shard(indices, SimpleNamespace(rank=r, size=ranks)) for r in range(ranks)]
+    assert np.array_equal(np.concatenate(parts), indices)
+
+
+@pytest.mark.parametrize("name, shape", [("ae", (1, 8, 8)), ("vae", (1, 8, 8)),
+                                         ("conv-ae", (3, 9, 9)), ("conv-vae", (1, 8, 8)),
+                                         ("cvae", (1, 8, 8))])
+def test_every_model_takes_and_returns_images(name, shape):
+    config = TrainConfig(model=name, hidden_sizes=(16,), latent_dim=3, base_channels=2)
+    class_name, arguments = model_arguments(config, shape, num_classes=4)
+    auto = Autoencoding(models.build(class_name, **arguments), shape)
+    x = np.random.default_rng(0).random((5,) + shape, dtype=np.float32)
+    labels = np.arange(5) % 4
+    eps = np.ones((5, 3), np.float32)
+    recon, mu, logvar = auto.forward(x, labels, eps)
+    assert recon.shape == (5,) + shape and mu.shape == (5, 3)
+    assert (logvar is not None) == auto.variational == name.endswith("vae")
+    reconstruction, kl = Objective("bce", 1.0).parts(recon, x, mu, logvar)
+    assert reconstruction.shape == (5,) and (kl is None or kl.shape == (5,))
+
+
+def test_models_that_cannot_take_the_data_are_usage_errors():
+    with pytest.raises(UsageError, match="model conv-vae needs square images"):
+        model_arguments(TrainConfig(model="conv-vae"), (1, 8, 6), None)
+    with pytest.raises(UsageError, match="model cvae is conditioned on labels"):
+        model_arguments(TrainConfig(model="cvae"), (1, 8, 8), None)
+
+
+def test_a_fresh_run_refuses_a_non_empty_directory_and_leaves_it_alone(tmp_path):
+    (tmp_path / "config.toml").write_text("epochs = 3\n")
+    comm = SingleProcessCommunicator()
+    with pytest.raises(UsageError, match="is not empty .* pass --resume auto"):
+        rundir.plan(TrainConfig(out=str(tmp_path)), comm)
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+    assert rundir.plan(TrainConfig(out=str(tmp_path / "new")), comm)[1] is None
+
+
+def test_resume_auto_without_a_checkpoint_starts_the_run(tmp_path):
+    run, found = rundir.plan(TrainConfig(out=str(tmp_path), resume="auto"),
+                             SingleProcessCommunicator())
+    assert (run.path, found) == (str(tmp_path), None)
+
+
+def test_a_checkpoint_file_belongs_to_the_run_above_its_folder(tmp_path):
+    assert rundir.run_of(tmp_path / "run" / "checkpoints" / "c.npz") == str(tmp_path / "run")
+    assert rundir.run_of(tmp_path / "loose" / "c.npz") == str(tmp_path / "loose")
+
+
+class FakeWorld:
+    """Rank `rank` of a world of `size`, recording aborts instead of ending the process."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size, self.is_main, self.aborted = rank, size, rank == 0, None
+
+    def abort(self, code):
+        self.aborted = code
+
+
+def test_an_agreed_error_is_reported_once_by_rank_0_naming_its_rank(capsys):
+    for rank in (0, 1):
+        error = UsageError("bad option")
+        error.rank, error.agreed = 3, True
+        world = FakeWorld(rank, 4)
+        assert Console(world).fail(error) == 2 and world.aborted is None
+    assert capsys.readouterr().err == "[rank 3] numpy_dl: error: bad option\n"
+
+
+def test_an_error_on_one_rank_alone_aborts_the_job(capsys):
+    world = FakeWorld(2, 4)
+    Console(world).fail(RunError("disk full"))
+    assert world.aborted == 1
+    assert capsys.readouterr().err == "[rank 2] numpy_dl: error: disk full; aborting all 4 ranks\n"
+
+
+def test_blas_threads_default_to_a_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    assert [threads.default_threads(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
