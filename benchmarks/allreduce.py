@@ -1,0 +1,97 @@
+"""Per-step gradient all-reduce time of the four guide models, next to a bare MPI
+Allreduce of the same number of bytes.
+
+    mpirun -n 2 python benchmarks/allreduce.py [--repeats 200]
+
+For each model, "wrapper" is the averaging that DistributedOptimizer.step() runs before
+the wrapped step: gather the gradients into the flat buffer, one small Allreduce of the
+has-gradient flags, one in-place Allreduce per param group, the division by the number of
+ranks and the rebinding of `.grad`. "bare" is `Allreduce(IN_PLACE, buffer)` of a float32
+buffer of as many bytes, on a communicator of its own. They run interleaved, each after a
+Barrier and each first in turn, so all see the same machine; a repeat's time is the
+slowest rank's; the table shows medians over repeats (warm-up excluded), the ratio wrapper / bare
+(the target is at most 1.1), and the wrapper with fp16 compression for comparison.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from numpy_dl import distributed, models  # noqa: E402
+from numpy_dl.optim import Adam  # noqa: E402
+
+MODELS = {
+    "ae": lambda: models.Autoencoder(784, [512, 256], 64),
+    "vae": lambda: models.VariationalAutoencoder(784, [512, 256], 64),
+    "conv-ae": lambda: models.ConvAutoencoder(1, 32, 128, 28),
+    "conv-vae": lambda: models.ConvVariationalAutoencoder(1, 32, 128, 28),
+}
+WARMUP = 10
+
+
+def wrapper_with_gradients(make_model, comm, compression):
+    model = make_model()
+    optimizer = distributed.DistributedOptimizer(Adam(model.parameters()), comm=comm,
+                                                 compression=compression)
+    rng = np.random.default_rng(comm.rank)
+    for param in model.parameters():
+        param.grad = rng.normal(size=param.shape).astype(np.float32)
+    return optimizer
+
+
+def timed(action, barrier):
+    barrier()
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def measure(make_model, comm, bare_comm, repeats):
+    """Seconds per repeat (slowest rank) of the bare Allreduce, the wrapper, and the
+    wrapper with fp16 compression."""
+    from mpi4py import MPI
+    plain = wrapper_with_gradients(make_model, comm, None)
+    fp16 = wrapper_with_gradients(make_model, comm, "fp16")
+    buffer = np.zeros(sum(flat.grad.size for flat in plain.flat_groups), dtype=np.float32)
+    actions = [lambda: bare_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM),
+               plain._average_gradients,  # what step() runs before the wrapped step
+               fp16._average_gradients]
+    times = np.zeros((WARMUP + repeats, len(actions)))
+    for repeat in range(WARMUP + repeats):
+        order = np.roll(np.arange(len(actions)), repeat)  # each goes first in turn
+        for index in order:
+            times[repeat, index] = timed(actions[index], bare_comm.Barrier)
+    times = times[WARMUP:]
+    bare_comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
+    ratio = np.median(times[:, 1] / times[:, 0])  # of neighbours in time: drift cancels
+    return np.median(times, axis=0), ratio, buffer.size
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+    comm = distributed.init()
+    if comm.size < 2:
+        sys.exit("run it under MPI, e.g. mpirun -n 2 python benchmarks/allreduce.py")
+    from mpi4py import MPI
+    bare_comm = MPI.COMM_WORLD.Clone()
+    rows = []
+    for name, make_model in MODELS.items():
+        (bare, wrapper, fp16), ratio, size = measure(make_model, comm, bare_comm, args.repeats)
+        rows.append(f"{name:9s} {size:>10,d} {size * 4 / 2**20:8.2f} {bare * 1e3:10.3f} "
+                    f"{wrapper * 1e3:10.3f} {ratio:7.3f} {fp16 * 1e3:10.3f}")
+    if comm.is_main:
+        print(f"{comm.size} ranks, {MPI.Get_library_version().splitlines()[0].strip()}, "
+              f"medians of {args.repeats} repeats (slowest rank)")
+        print(f"{'model':9s} {'params':>10s} {'MiB':>8s} {'bare ms':>10s} {'wrapper ms':>10s} "
+              f"{'ratio':>7s} {'fp16 ms':>10s}")
+        print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

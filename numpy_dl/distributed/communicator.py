@@ -1,0 +1,159 @@
+"""The communicator interface, its single-process implementation, and `init()`.
+
+Training code talks to one interface whether it runs under `mpirun -n 64` or alone on a
+laptop; `init()` picks the implementation. The single-process one has the same methods
+(and checks its arguments the same way), so a script debugged alone behaves the same way
+under MPI, and mpi4py is never imported when it is not needed.
+
+Interface (both implementations):
+    rank, size, is_main (rank 0)
+    ranks_per_node          ranks sharing this node (for BLAS threads = cores / this)
+    step                    updates taken: DistributedOptimizer advances it, a resumed run
+                            may set it; the stall watchdog and replica check report it
+    allreduce_(array, op="sum"|"min"|"max")  in place, returns `array`
+    broadcast_(array, root=0)                in place, returns `array`
+    bcast_object(obj, root=0) -> obj         any cloudpickle-able object
+    gather_object(obj, root=0) -> list on root, None elsewhere
+    barrier(), abort(code=1)
+"""
+import os
+import sys
+
+import cloudpickle
+import numpy as np
+
+from .. import _launcher_env
+from .failure import install_failure_handlers
+
+REDUCE_OPS = ("sum", "min", "max")
+DEFAULT_STALL_TIMEOUT = 300.0
+
+_world = None
+
+
+class Communicator:
+    """What both implementations share: argument checks and `is_main`."""
+    rank = 0
+    size = 1
+    ranks_per_node = 1
+
+    def __init__(self):
+        self.step = 0
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    def _check_buffer(self, call, array):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"{call} needs a NumPy array, got {type(array).__name__}")
+        if not (array.flags.c_contiguous and array.flags.writeable):
+            raise ValueError(f"{call} works in place and needs a writeable C-contiguous array; "
+                             f"pass np.ascontiguousarray(x) and copy the result back")
+
+    def _check_root(self, call, root):
+        if not 0 <= root < self.size:
+            raise ValueError(f"{call}: root must be a rank in [0, {self.size}), got {root}")
+
+    def _check_op(self, op):
+        if op not in REDUCE_OPS:
+            raise ValueError(f"allreduce_: op must be one of {REDUCE_OPS}, got {op!r}")
+
+    def __repr__(self):
+        return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
+
+
+class SingleProcessCommunicator(Communicator):
+    """A world of one rank: every collective is the identity."""
+
+    def allreduce_(self, array, op="sum"):
+        self._check_buffer("allreduce_", array)
+        self._check_op(op)
+        return array
+
+    def broadcast_(self, array, root=0):
+        self._check_buffer("broadcast_", array)
+        self._check_root("broadcast_", root)
+        return array
+
+    def bcast_object(self, obj, root=0):
+        self._check_root("bcast_object", root)
+        return obj
+
+    def gather_object(self, obj, root=0):
+        self._check_root("gather_object", root)
+        return [obj]
+
+    def barrier(self):
+        pass
+
+    def abort(self, code=1):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def stall_timeout_from_env():
+    """Seconds from NUMPY_DL_STALL_TIMEOUT (default 300; 0 turns the watchdog off)."""
+    text = os.environ.get("NUMPY_DL_STALL_TIMEOUT", "")
+    if not text:
+        return DEFAULT_STALL_TIMEOUT
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"NUMPY_DL_STALL_TIMEOUT must be a number of seconds, got {text!r}") from None
+
+
+def init(stall_timeout=None, abort_on_exception=True):
+    """The world communicator: MPI when an MPI launcher started this process (and
+    NUMPY_DL_NO_MPI is not set), otherwise the single-process one.
+
+    The first call creates it and later calls return the same object (their arguments are
+    then ignored), so library code can call `init()` wherever it needs the communicator. Under MPI the first call also starts
+    the stall watchdog (`stall_timeout` seconds, default NUMPY_DL_STALL_TIMEOUT or 300; 0 or
+    less turns it off) and, with `abort_on_exception`, installs the hook that turns an
+    uncaught exception on any rank into an abort of the whole job.
+    """
+    global _world
+    if _world is not None:
+        return _world
+    if not _launcher_env.started_by_mpi():
+        _world = SingleProcessCommunicator()
+        return _world
+    from .mpi_communicator import MPICommunicator  # imports mpi4py, which initialises MPI
+    timeout = stall_timeout_from_env() if stall_timeout is None else float(stall_timeout)
+    _world = MPICommunicator(stall_timeout=timeout)
+    if abort_on_exception:
+        install_failure_handlers(_world)
+    return _world
+
+
+def resolve(comm):
+    """`comm`, or the world communicator when it is None (every `comm=None` argument)."""
+    return init() if comm is None else comm
+
+
+def raise_together(comm, error=None):
+    """Collective: if any rank passes an exception, raise one on every rank.
+
+    Used where one rank may fail alone (rank 0 reading a file, one rank's model not
+    matching), so that no rank walks on into a collective the others have left. A rank
+    raises its own error; the others raise the lowest failing rank's.
+    """
+    errors = comm.gather_object(None if error is None else portable(error))
+    first = comm.bcast_object(next((e for e in errors if e is not None), None)
+                              if comm.is_main else None)
+    if error is not None:
+        raise error
+    if first is not None:
+        raise first
+
+
+def portable(error):
+    """`error`, or a RuntimeError with its text when it would not survive pickling (a
+    failure inside the gather itself would leave the other ranks waiting)."""
+    try:
+        cloudpickle.loads(cloudpickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")

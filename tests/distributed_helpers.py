@@ -1,0 +1,133 @@
+"""Shared by the distributed tests: a small model and its data, cross-rank comparisons,
+and running scripts under mpirun.
+
+The collective tests hold at any world size: under `mpirun -n N python -m pytest
+--with-mpi` every rank runs them, and plain pytest runs them on a world of one. A test
+does all of its collectives before it asserts anything, so a failing rank cannot leave
+the others waiting in the next test.
+"""
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import numpy_dl as ndl
+from numpy_dl import _launcher_env, distributed, nn
+
+WORLD = distributed.init()
+UNDER_MPI = _launcher_env.started_by_mpi()
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(ndl.__file__)))
+SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_scripts")
+
+IN_FEATURES, OUT_FEATURES = 6, 3
+
+
+def small_model(seed, dropout=0.0, batch_norm=False):
+    """A two-layer MLP, initialised from `seed`."""
+    ndl.manual_seed(seed)
+    layers = [nn.Linear(IN_FEATURES, 16)]
+    layers += [nn.BatchNorm1d(16)] if batch_norm else []
+    layers += [nn.Tanh()] + ([nn.Dropout(dropout)] if dropout else []) + [nn.Linear(16, OUT_FEATURES)]
+    return nn.Sequential(*layers)
+
+
+def global_batch(index, size):
+    """Batch number `index` of `size` samples, the same on every rank."""
+    rng = np.random.default_rng([7, index])
+    x = rng.normal(size=(size, IN_FEATURES)).astype(np.float32)
+    y = np.tanh(x[:, :OUT_FEATURES] * 2 - x[:, OUT_FEATURES:])
+    return x, y.astype(np.float32)
+
+
+def local_part(array, comm):
+    """This rank's equal share of a global batch."""
+    per_rank = len(array) // comm.size
+    return array[comm.rank * per_rank:(comm.rank + 1) * per_rank]
+
+
+def mse(model, x, y):
+    return ((model(ndl.tensor(x)) - ndl.tensor(y)) ** 2).mean()
+
+
+def digest(arrays):
+    """sha256 over a dict of arrays (or a state_dict): equal digests, equal bytes."""
+    sha = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name], order="C")
+        sha.update(f"{name}{array.dtype.str}{array.shape}".encode())
+        sha.update(array)
+    return sha.hexdigest()
+
+
+def on_every_rank(comm, value):
+    """The list of every rank's `value`, on every rank."""
+    return comm.bcast_object(comm.gather_object(value))
+
+
+def shared_directory(tmp_path, comm):
+    """Rank 0's tmp_path on every rank (checkpoints are written by rank 0)."""
+    return comm.bcast_object(str(tmp_path))
+
+
+# ---------------------------------------------------------------------------- subprocesses
+def find_mpirun():
+    beside_python = os.path.join(os.path.dirname(sys.executable), "mpirun")
+    return beside_python if os.access(beside_python, os.X_OK) else shutil.which("mpirun")
+
+
+def mpi_skip_reason():
+    """Why tests that launch mpirun cannot run here, or None."""
+    if UNDER_MPI:
+        return "launches mpirun itself; runs in the outer, single-process pytest"
+    if find_mpirun() is None:
+        return "mpirun not found next to the Python executable or on PATH"
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py is not installed"
+    return None
+
+
+needs_mpirun = pytest.mark.skipif(mpi_skip_reason() is not None,
+                                  reason=str(mpi_skip_reason()))
+not_under_mpi = pytest.mark.skipif(UNDER_MPI, reason="runs a subprocess; the outer, "
+                                                     "single-process pytest runs it once")
+
+
+def subprocess_env(**overrides):
+    """The environment of a child job: numpy_dl importable, one BLAS thread per rank."""
+    env = dict(os.environ)
+    env.pop("NUMPY_DL_NO_MPI", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = "1"
+    env.update({key: str(value) for key, value in overrides.items()})
+    return env
+
+
+def run(command, timeout, **env):
+    """Run `command` and return (CompletedProcess, seconds); a hang fails the test."""
+    start = time.monotonic()
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                env=subprocess_env(**env), cwd=REPO)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{' '.join(command)} did not finish within {timeout} s\n"
+                    f"stdout:\n{exc.stdout}\nstderr:\n{exc.stderr}")
+    return result, time.monotonic() - start
+
+
+def run_script(name, *args, ranks=None, timeout=120, **env):
+    """Run tests/mpi_scripts/`name` with `args`, under `mpirun -n ranks` or alone."""
+    command = [sys.executable, os.path.join(SCRIPTS, name), *map(str, args)]
+    if ranks is not None:
+        command = [find_mpirun(), "-n", str(ranks), *command]
+    return run(command, timeout, **env)
+
+
+def output_of(result):
+    return f"exit code {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"

@@ -1,0 +1,116 @@
+"""The communicator, metric reduction and raise_together, at any world size."""
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from numpy_dl import _launcher_env, distributed
+from numpy_dl.distributed import communicator
+
+from distributed_helpers import WORLD, not_under_mpi, on_every_rank, output_of, run
+
+comm = WORLD
+
+
+def test_init_returns_one_world_matching_the_launcher():
+    assert distributed.init() is comm
+    assert (comm.rank, comm.size) == _launcher_env.rank_and_size()
+    assert comm.is_main == (comm.rank == 0)
+    assert 1 <= comm.ranks_per_node <= comm.size
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64])
+@pytest.mark.parametrize("op, expected", [("sum", lambda n: n * (n + 1) / 2),
+                                          ("min", lambda n: 1), ("max", lambda n: n)])
+def test_allreduce_in_place(dtype, op, expected):
+    array = np.full((2, 3), comm.rank + 1, dtype=dtype)
+    result = comm.allreduce_(array, op=op)
+    assert result is array
+    np.testing.assert_array_equal(array, np.full((2, 3), expected(comm.size), dtype=dtype))
+
+
+def test_broadcast_in_place_from_any_root():
+    root = comm.size - 1
+    vector = np.full(5, comm.rank, dtype=np.float32)
+    scalar = np.array(comm.rank * 10, dtype=np.int64)
+    assert comm.broadcast_(vector, root=root) is vector
+    comm.broadcast_(scalar, root=root)
+    np.testing.assert_array_equal(vector, np.full(5, root, dtype=np.float32))
+    assert scalar.shape == () and scalar == root * 10
+
+
+def test_objects_travel_with_cloudpickle():
+    offset = 5
+    received = comm.bcast_object((lambda x: x + offset) if comm.rank == 0 else None)
+    gathered = comm.gather_object({"rank": comm.rank}, root=comm.size - 1)
+    comm.barrier()
+    assert received(1) == 6
+    if comm.rank == comm.size - 1:
+        assert gathered == [{"rank": r} for r in range(comm.size)]
+    else:
+        assert gathered is None
+
+
+def test_bad_arguments_get_one_clear_error_on_every_rank():
+    with pytest.raises(TypeError, match="NumPy array"):
+        comm.allreduce_([1.0, 2.0])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        comm.allreduce_(np.zeros((3, 4), dtype=np.float32).T)
+    with pytest.raises(ValueError, match="op must be one of"):
+        comm.allreduce_(np.zeros(3), op="mean")
+    with pytest.raises(ValueError, match="root must be a rank"):
+        comm.broadcast_(np.zeros(3), root=comm.size)
+    with pytest.raises(ValueError, match="root must be a rank"):
+        comm.bcast_object(1, root=-1)
+
+
+def test_raise_together_raises_the_failing_ranks_error_everywhere():
+    comm.barrier()
+    distributed.raise_together(comm, None)
+    error = ValueError("the last rank failed") if comm.rank == comm.size - 1 else None
+    with pytest.raises(ValueError, match="the last rank failed"):
+        distributed.raise_together(comm, error)
+
+
+def test_raise_together_survives_an_unpicklable_error():
+    class Unpicklable(Exception):
+        def __init__(self, a, b):
+            super().__init__(f"{a} and {b}")
+    error = Unpicklable("one", "two") if comm.rank == comm.size - 1 else None
+    with pytest.raises(Exception, match="one and two"):
+        distributed.raise_together(comm, error)
+
+
+def test_mean_over_ranks_weights_by_samples():
+    # rank r saw r + 1 samples with mean loss r; "empty" was seen by no rank
+    result = distributed.mean_over_ranks({"loss": (float(comm.rank), comm.rank + 1),
+                                          "empty": (0.0, 0)}, comm)
+    everyone = on_every_rank(comm, result)
+    ranks = np.arange(comm.size)
+    assert result["loss"] == pytest.approx((ranks * (ranks + 1)).sum() / (ranks + 1).sum())
+    assert math.isnan(result["empty"])
+    assert all(other["loss"] == result["loss"] for other in everyone)
+    with pytest.raises(TypeError, match=r"\(mean, count\) pair"):
+        distributed.mean_over_ranks({"loss": 0.5}, comm)
+
+
+def test_stall_timeout_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("NUMPY_DL_STALL_TIMEOUT", "12.5")
+    assert communicator.stall_timeout_from_env() == 12.5
+    monkeypatch.delenv("NUMPY_DL_STALL_TIMEOUT")
+    assert communicator.stall_timeout_from_env() == communicator.DEFAULT_STALL_TIMEOUT
+    monkeypatch.setenv("NUMPY_DL_STALL_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="NUMPY_DL_STALL_TIMEOUT"):
+        communicator.stall_timeout_from_env()
+
+
+@not_under_mpi
+def test_single_process_never_imports_mpi4py():
+    probe = ("import sys; from numpy_dl import distributed; c = distributed.init(); "
+             "print(type(c).__name__, c.size, 'mpi4py' in sys.modules)")
+    # NUMPY_DL_NO_MPI wins even over a launcher's variables
+    result, _ = run([sys.executable, "-c", probe], timeout=60,
+                    NUMPY_DL_NO_MPI=1, PMI_RANK=0, PMI_SIZE=2)
+    assert result.returncode == 0, output_of(result)
+    assert result.stdout.split() == ["SingleProcessCommunicator", "1", "False"]

@@ -1,0 +1,245 @@
+"""Broadcasts, DistributedOptimizer and the replica check, at any world size."""
+import numpy as np
+import pytest
+
+import numpy_dl as ndl
+from numpy_dl import distributed, nn, optim
+from numpy_dl.distributed import DistributedOptimizer, ReplicaMismatchError
+from numpy_dl.distributed.broadcast import _whole_buffers
+from numpy_dl.nn.utils import clip_grad_norm_
+
+from distributed_helpers import (WORLD, digest, global_batch, local_part, mse, on_every_rank,
+                                 small_model)
+
+comm = WORLD
+LOCAL_BATCH, STEPS = 4, 20
+
+
+class RecordingComm:
+    """The world communicator, recording every array passed to allreduce_."""
+
+    def __init__(self, inner):
+        self.inner, self.reduced, self.step = inner, [], 0
+
+    def allreduce_(self, array, op="sum"):
+        self.reduced.append(array)
+        return self.inner.allreduce_(array, op)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+# ---------------------------------------------------------------------------- broadcasts
+@pytest.mark.parametrize("with_optimizer", [True, False])
+def test_broadcast_parameters_makes_differently_seeded_ranks_equal(with_optimizer):
+    model = small_model(seed=100 + comm.rank, batch_norm=True)
+    model(ndl.tensor(np.full((4, 6), comm.rank, dtype=np.float32)))  # rank-specific BN stats
+    optimizer = optim.Adam(model.parameters()) if with_optimizer else None
+    root_before = comm.bcast_object(digest(model.state_dict()))
+    distributed.broadcast_parameters(model, comm)
+    digests = on_every_rank(comm, digest(model.state_dict()))
+    assert digests == [root_before] * comm.size
+    if optimizer is not None:  # still views into the optimizer's flat buffer
+        flat = optimizer.flat_groups[0]
+        assert all(param.data is view for param, view in zip(flat.params, flat.data_views))
+
+
+def test_flat_parameters_go_as_one_message():
+    model = small_model(seed=0)
+    params = [param.data for param in model.parameters()]
+    assert len(_whole_buffers(params)) == len(params)
+    flat = optim.SGD(model.parameters()).flat_groups[0]
+    params = [param.data for param in model.parameters()]
+    assert [message is flat.data for message in _whole_buffers(params)] == [True]
+    assert len(_whole_buffers(params[1:])) == len(params) - 1  # a partial cover goes apart
+
+
+def test_broadcast_parameters_rejects_models_that_differ():
+    if comm.size == 1:
+        pytest.skip("needs two ranks with different models")
+    model = small_model(seed=0) if comm.rank == 0 else nn.Sequential(nn.Linear(6, 5))
+    with pytest.raises(ValueError, match="model differs from rank 0"):
+        distributed.broadcast_parameters(model, comm)
+
+
+def test_broadcast_optimizer_state_includes_hyper_parameters():
+    model = small_model(seed=comm.rank)
+    optimizer = optim.Adam(model.parameters(), lr=0.01 * (comm.rank + 1), betas=(0.8, 0.9))
+    for param in model.parameters():
+        param.grad = np.random.default_rng(comm.rank).normal(size=param.shape).astype(np.float32)
+    optimizer.step()
+    root_state = comm.bcast_object(optimizer.state_dict())
+    distributed.broadcast_optimizer_state(DistributedOptimizer(optimizer, comm=comm), comm)
+    state = optimizer.state_dict()
+    everyone = on_every_rank(comm, (digest({f"{i}/{k}": v for i, entry in state["state"].items()
+                                            for k, v in entry.items()}), state["param_groups"]))
+    assert state["param_groups"] == root_state["param_groups"]
+    assert state["param_groups"][0]["lr"] == 0.01
+    assert all(other == everyone[0] for other in everyone)
+
+
+# ---------------------------------------------------------------------------- equivalence
+def train_distributed(make_optimizer, passes=1, compression=None, steps=STEPS):
+    """`steps` updates on this rank's share of the global batches, after a broadcast from
+    a rank-specific initialisation."""
+    model = small_model(seed=comm.rank)
+    optimizer = DistributedOptimizer(make_optimizer(model.parameters()), comm=comm,
+                                     backward_passes_per_step=passes, compression=compression)
+    distributed.broadcast_parameters(model, comm)
+    for batch in range(steps * passes):
+        x, y = global_batch(batch, LOCAL_BATCH * comm.size)
+        optimizer.zero_grad()
+        mse(model, local_part(x, comm), local_part(y, comm)).backward()
+        optimizer.step()
+    return model
+
+
+def train_reference(make_optimizer, passes=1, steps=STEPS):
+    """The same run in one process: each update on the `passes` global batches at once."""
+    model = small_model(seed=0)
+    optimizer = make_optimizer(model.parameters())
+    for step in range(steps):
+        batches = [global_batch(step * passes + p, LOCAL_BATCH * comm.size) for p in range(passes)]
+        optimizer.zero_grad()
+        mse(model, *map(np.concatenate, zip(*batches))).backward()
+        optimizer.step()
+    return model
+
+
+OPTIMIZERS = {
+    "adam": lambda params: optim.Adam(params, lr=1e-2),
+    "sgd-momentum": lambda params: optim.SGD(params, lr=0.05, momentum=0.9),
+}
+
+
+@pytest.mark.parametrize("name, passes", [("adam", 1), ("sgd-momentum", 1), ("adam", 2),
+                                          ("sgd-momentum", 2)])
+def test_matches_single_process_on_the_global_batch(name, passes):
+    model = train_distributed(OPTIMIZERS[name], passes)
+    distributed.check_replicas(model, comm)
+    digests = on_every_rank(comm, digest(model.state_dict()))
+    reference = train_reference(OPTIMIZERS[name], passes)
+    assert len(set(digests)) == 1  # bitwise replicas
+    for (key, value), expected in zip(model.state_dict().items(), reference.state_dict().values()):
+        np.testing.assert_allclose(value, expected, rtol=1e-4, atol=2e-5, err_msg=key)
+
+
+def test_fp16_compression_stays_close_and_sends_float16():
+    model = train_distributed(OPTIMIZERS["adam"], compression="fp16")
+    digests = on_every_rank(comm, digest(model.state_dict()))
+    reference = train_reference(OPTIMIZERS["adam"])
+    recording = RecordingComm(comm)
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters()), comm=recording,
+                                     compression="fp16")
+    mse(model, *global_batch(0, 2)).backward()
+    optimizer.step()
+    assert len(set(digests)) == 1
+    assert [array.dtype for array in recording.reduced] == [np.int32, np.float16]
+    for value, expected in zip(model.state_dict().values(), reference.state_dict().values()):
+        np.testing.assert_allclose(value, expected, rtol=0.05, atol=0.01)
+
+
+def test_replica_check_catches_a_perturbed_rank():
+    if comm.size == 1:
+        pytest.skip("needs two ranks to disagree")
+    model = train_distributed(OPTIMIZERS["adam"], steps=2)
+    distributed.check_replicas(model, comm)
+    if comm.rank == comm.size - 1:
+        model[2].bias.data[0] += 1e-3
+    with pytest.raises(ReplicaMismatchError, match=r"'2.bias'.*\[\[0.*\], \[%d\]\]" % (comm.size - 1)):
+        distributed.check_replicas(model, comm)
+
+
+# ---------------------------------------------------------------------------- gradients
+class TwoHeads(nn.Module):
+    """`shared` gets a gradient on every rank, `last` only on the last rank (a branch
+    taken by that rank's data alone), `unused` nowhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Parameter(np.zeros(3, dtype=np.float32))
+        self.last = nn.Parameter(np.zeros(2, dtype=np.float32))
+        self.unused = nn.Parameter(np.zeros(2, dtype=np.float32))
+
+    def loss(self, use_last):
+        loss = (self.shared * float(comm.rank + 1)).sum()
+        return loss + (self.last * 7.0).sum() if use_last else loss
+
+
+def test_ranks_agree_on_which_parameters_have_gradients():
+    model = TwoHeads()
+    recording = RecordingComm(comm)
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=0.0), comm=recording)
+    model.loss(use_last=True).backward()  # leaves stale values in every slot of the buffer
+    optimizer.step()
+    optimizer.zero_grad()
+    recording.reduced.clear()
+    model.loss(use_last=comm.rank == comm.size - 1).backward()
+    optimizer.synchronize()
+    flat = optimizer.flat_groups[0]
+    assert [array is flat.grad for array in recording.reduced] == [False, True]  # flags, grads
+    np.testing.assert_allclose(model.shared.grad, np.full(3, (comm.size + 1) / 2))
+    np.testing.assert_allclose(model.last.grad, np.full(2, 7.0 / comm.size))
+    assert model.unused.grad is None
+    assert model.last.grad.base is flat.grad
+
+
+def test_accumulates_k_passes_then_updates_once():
+    model = TwoHeads()
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=1.0), comm=comm,
+                                     backward_passes_per_step=3)
+    for _ in range(2):
+        optimizer.zero_grad()
+        model.loss(use_last=False).backward()
+        optimizer.step()
+    assert np.all(model.shared.data == 0)
+    np.testing.assert_allclose(model.shared.grad, 2 * (comm.rank + 1))  # summed, not yet sent
+    with pytest.raises(RuntimeError, match="does not update"):
+        DistributedOptimizer(optim.SGD(TwoHeads().parameters()), comm=comm,
+                             backward_passes_per_step=3).synchronize()
+    optimizer.zero_grad()
+    model.loss(use_last=False).backward()
+    optimizer.step()  # the mean of 3 passes, averaged over ranks: (size + 1) / 2
+    np.testing.assert_allclose(model.shared.data, np.full(3, -(comm.size + 1) / 2))
+    optimizer.zero_grad()
+    assert model.shared.grad is None
+
+
+def test_synchronize_lets_the_averaged_gradients_be_clipped():
+    model = small_model(seed=0)
+    recording = RecordingComm(comm)
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=0.1), comm=recording)
+    x, y = global_batch(0, LOCAL_BATCH * comm.size)
+    mse(model, local_part(x, comm), local_part(y, comm)).backward()
+    optimizer.synchronize()
+    norm = clip_grad_norm_(model.parameters(), 1e-3)
+    optimizer.step()
+    digests = on_every_rank(comm, digest(model.state_dict()))
+    assert len(recording.reduced) == 2  # step() did not average again
+    assert norm > 1e-3 and len(set(digests)) == 1
+    assert recording.step == 1
+
+
+def test_wraps_the_optimizer_transparently():
+    model = small_model(seed=0)
+    inner = optim.Adam(model.parameters(), lr=0.1)
+    optimizer = DistributedOptimizer(inner, comm=comm)
+    scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    scheduler.step()
+    assert optimizer.param_groups is inner.param_groups
+    assert optimizer.defaults == inner.defaults
+    assert optimizer.state_dict() == inner.state_dict()
+    assert inner.param_groups[0]["lr"] == 0.05
+    assert "Adam" in repr(optimizer)
+
+
+def test_rejects_bad_arguments():
+    inner = optim.SGD(small_model(seed=0).parameters())
+    with pytest.raises(TypeError, match="numpy_dl optimizer"):
+        DistributedOptimizer(object())
+    with pytest.raises(TypeError, match="already distributed"):
+        DistributedOptimizer(DistributedOptimizer(inner))
+    with pytest.raises(ValueError, match="backward_passes_per_step"):
+        DistributedOptimizer(inner, backward_passes_per_step=0)
+    with pytest.raises(ValueError, match="compression"):
+        DistributedOptimizer(inner, compression="int8")
