@@ -13,8 +13,10 @@ from launch_helpers import png_size
 pytestmark = needs_mpirun
 
 TIMEOUT = 120
-# The global batch is 64 in every run below; noise exercises the per-global-batch draws.
-TRAIN = ["train", "--hidden-sizes", "64", "--latent-dim", "8", "--noise-std", "0.1"]
+# The global batch is 64 in every run below; noise exercises the per-global-batch draws,
+# and a replica check every 7 steps that the ranks stay identical.
+TRAIN = ["train", "--hidden-sizes", "64", "--latent-dim", "8", "--noise-std", "0.1",
+         "--replica-check-every", "7"]
 
 
 def launch(*argv, ranks=None):

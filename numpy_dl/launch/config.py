@@ -143,6 +143,8 @@ class TrainConfig:
     checkpoint_every: int = option(5, "epochs between checkpoints (the last epoch is always "
                                    "saved)", integer(1))
     keep: int = option(3, "checkpoints to keep", integer(1))
+    replica_check_every: int = option(500, "steps between checks that every rank holds the "
+                                      "same parameters (0: never)", integer(0))
     threads: int = option(0, "BLAS threads per rank (0: cores per node / ranks per node)",
                           integer(0))
     out: str = option(None, "run directory (default: runs/MODEL-DATASET-TIME)", text,

@@ -209,9 +209,20 @@ class Training:
             loss.backward()
             self.optimizer.step()
             self.step += 1
+            if self.config.replica_check_every and self.step % self.config.replica_check_every == 0:
+                self.check_replicas()
             totals.add(per_sample, reconstruction, kl)
             progress.step(loss.item())
         return totals.means(self.comm)
+
+    def check_replicas(self):
+        """Every rank must hold the same parameters; one that drifted (a fault, a
+        nondeterministic kernel) stops the run, naming the first differing parameter."""
+        with together(self.comm):
+            try:
+                distributed.check_replicas(self.auto.model, self.comm)
+            except distributed.ReplicaMismatchError as error:
+                raise RunError(f"{error}; the run stopped at step {self.step}") from None
 
     def noise(self):
         """(pixel noise or None, latent noise or None) for this rank's rows of the current
