@@ -30,29 +30,15 @@ def worker(model_name, batch_size, steps, rounds, communicate):
     """One rank's part: time `rounds` x `steps` training steps; rank 0 prints JSON."""
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
-    import numpy_dl as ndl
     from numpy_dl import distributed
-    from numpy_dl.loss import MSELoss, VAELoss
-    from numpy_dl.optim import Adam
-    from step_time import MODELS, is_vae
+    from step_time import numpy_dl_step
 
     comm = distributed.init()
-    ndl.manual_seed(0)
-    model = MODELS[model_name][0]()
-    distributed.broadcast_parameters(model, comm)
-    optimizer = Adam(model.parameters())
-    if communicate:
-        optimizer = distributed.DistributedOptimizer(optimizer, comm=comm)
-    criterion = VAELoss() if is_vae(model_name) else MSELoss()
-    rng = np.random.default_rng(comm.rank)
-    x = ndl.tensor(rng.random((batch_size,) + MODELS[model_name][1], dtype=np.float32))
 
-    def step():
-        optimizer.zero_grad()
-        out = model(x)
-        loss = criterion(out[0], x, out[1], out[2]) if is_vae(model_name) else criterion(out, x)
-        loss.backward()
-        optimizer.step()
+    def distribute(model, optimizer):
+        distributed.broadcast_parameters(model, comm)
+        return distributed.DistributedOptimizer(optimizer, comm=comm) if communicate else optimizer
+    _, step = numpy_dl_step(model_name, batch_size, distribute, data_seed=comm.rank)
     for _ in range(3):
         step()
     seconds = np.zeros(rounds)

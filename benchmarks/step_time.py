@@ -68,8 +68,9 @@ def forward_flops(model, input_shape):
     return sum(counted)
 
 
-def gemm_gflops(repeats=7):
-    """float32 GEMM throughput at the current BLAS thread count."""
+def gemm_gflops(repeats=15):
+    """Peak float32 GEMM throughput at the current BLAS thread count (best of repeats:
+    a bound is what the hardware can do, not what a noisy moment allowed)."""
     a = np.random.default_rng(0).random((2048, 1024), dtype=np.float32)
     b = np.random.default_rng(1).random((1024, 512), dtype=np.float32)
     a @ b
@@ -78,15 +79,19 @@ def gemm_gflops(repeats=7):
         start = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - start)
-    return 2 * 2048 * 1024 * 512 / np.median(times) / 1e9
+    return 2 * 2048 * 1024 * 512 / min(times) / 1e9
 
 
-def numpy_dl_step(name, batch_size):
+def numpy_dl_step(name, batch_size, wrap_optimizer=None, data_seed=0):
+    """The model and a function doing one training step on a fixed random batch;
+    `wrap_optimizer(model, optimizer)` may replace the Adam optimizer (scaling.py)."""
     model = MODELS[name][0]()
     optimizer = Adam(model.parameters(), lr=1e-3)
+    if wrap_optimizer is not None:
+        optimizer = wrap_optimizer(model, optimizer)
     criterion = VAELoss() if is_vae(name) else MSELoss()
-    x = ndl.tensor(np.random.default_rng(0).random((batch_size,) + MODELS[name][1],
-                                                   dtype=np.float32))
+    x = ndl.tensor(np.random.default_rng(data_seed).random((batch_size,) + MODELS[name][1],
+                                                           dtype=np.float32))
 
     def step():
         optimizer.zero_grad()
