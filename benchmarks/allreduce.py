@@ -4,9 +4,9 @@ Allreduce of the same number of bytes.
     mpirun -n 2 python benchmarks/allreduce.py [--repeats 200]
 
 For each model, "wrapper" is the averaging that DistributedOptimizer.step() runs before
-the wrapped step: gather the gradients into the flat buffer, one small Allreduce of the
-has-gradient flags, one in-place Allreduce per param group, the division by the number of
-ranks and the rebinding of `.grad`. "bare" is `Allreduce(IN_PLACE, buffer)` of a float32
+the wrapped step: gather the gradients into the flat buffer, one in-place Allreduce per
+param group of its gradients and has-gradient flags, the division by the number of ranks
+and the rebinding of `.grad`. "bare" is `Allreduce(IN_PLACE, buffer)` of a float32
 buffer of as many bytes, on a communicator of its own. They run interleaved, each after a
 Barrier and each first in turn, so all see the same machine; a repeat's time is the
 slowest rank's; the table shows medians over repeats (warm-up excluded), the ratio wrapper / bare
@@ -56,7 +56,7 @@ def measure(make_model, comm, bare_comm, repeats):
     from mpi4py import MPI
     plain = wrapper_with_gradients(make_model, comm, None)
     fp16 = wrapper_with_gradients(make_model, comm, "fp16")
-    buffer = np.zeros(sum(flat.grad.size for flat in plain.flat_groups), dtype=np.float32)
+    buffer = np.zeros(sum(flat.message.size for flat in plain.flat_groups), dtype=np.float32)
     actions = [lambda: bare_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM),
                plain._average_gradients,  # what step() runs before the wrapped step
                fp16._average_gradients]

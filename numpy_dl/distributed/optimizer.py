@@ -1,12 +1,13 @@
 """DistributedOptimizer: average the gradients over all ranks, then take the wrapped step.
 
 Every numpy_dl optimizer keeps a param group's gradients in one contiguous buffer
-(`optimizer.flat_groups[i].grad`), so averaging a whole model is one in-place Allreduce
-per group: no packing copies and no per-parameter messages. Before it, one tiny
-Allreduce of has-gradient flags makes the ranks agree on which parameters have a
-gradient: a parameter without one on some rank counts as zeros there, and every
-parameter that has one on any rank gets the average on every rank. Every rank therefore
-always makes the same collectives, whatever the data did to its graph.
+followed by one flag slot per parameter (`optimizer.flat_groups[i].message`), so
+averaging a whole model is one in-place Allreduce per group: no packing copies and no
+per-parameter messages. The flags (1 where this rank has a gradient) travel in the same
+message, so the ranks agree on which parameters have a gradient: a parameter without
+one on some rank counts as zeros there, and every parameter that has one on any rank
+gets the average on every rank. Every rank therefore always makes the same collectives,
+whatever the data did to its graph.
 
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm,
                                backward_passes_per_step=1, compression=None)
@@ -95,20 +96,15 @@ class DistributedOptimizer:
             self._synchronized = True
 
     def _average_gradients(self):
-        flats = self.optimizer.flat_groups
-        present = [flat.gather() for flat in flats]
-        for flat, has_grad in zip(flats, present):
-            for where in np.flatnonzero(~has_grad):
-                flat.grad[flat.slices[where]] = 0
-        counts = self.comm.allreduce_(np.concatenate(present).astype(np.int32))
         scale = 1.0 / (self.comm.size * self.backward_passes_per_step)
-        start = 0
-        for index, flat in enumerate(flats):
-            self._average(index, flat.grad, scale)
-            group_counts = counts[start:start + len(flat.params)]
-            for param, view, count in zip(flat.params, flat.grad_views, group_counts):
-                param.grad = view if count else None
-            start += len(flat.params)
+        for index, flat in enumerate(self.optimizer.flat_groups):
+            present = flat.gather()
+            for where in np.flatnonzero(~present):
+                flat.grad[flat.slices[where]] = 0
+            flat.flags[:] = present
+            self._average(index, flat.message, scale)
+            for param, view, flag in zip(flat.params, flat.grad_views, flat.flags):
+                param.grad = view if flag > 0 else None
 
     def _average(self, index, grad, scale):
         """Sum `grad` over the ranks in place and multiply it by `scale`."""

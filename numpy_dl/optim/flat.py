@@ -3,7 +3,9 @@
 Each Parameter's `.data` becomes a view into the value buffer and its `grad_slot` a view
 into the gradient buffer, so an optimizer updates a whole model in a few vectorised
 passes and a distributed optimizer all-reduces every gradient in one message, with no
-packing copies.
+packing copies. The gradient buffer is the head of `message`, whose tail holds one slot
+per parameter (`flags`): there a distributed optimizer says which parameters have a
+gradient, in the same all-reduce as the gradients themselves.
 """
 import numpy as np
 
@@ -19,7 +21,8 @@ class FlatGroup:
         self.params = params
         self.slices = [slice(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])]
         self.data = np.empty(int(offsets[-1]), dtype=dtype)
-        self.grad = np.zeros(int(offsets[-1]), dtype=dtype)
+        self.message = np.zeros(int(offsets[-1]) + len(params), dtype=dtype)
+        self.grad, self.flags = self.message[:int(offsets[-1])], self.message[int(offsets[-1]):]
         self.data_views = [self.data[s].reshape(p.shape) for s, p in zip(self.slices, params)]
         self.grad_views = [self.grad[s].reshape(p.shape) for s, p in zip(self.slices, params)]
         for param, data_view, grad_view in zip(params, self.data_views, self.grad_views):
