@@ -39,10 +39,14 @@ def linear(x, weight, bias=None):
     def backward(g):
         g2 = g.reshape(-1, g.shape[-1])
         gx = g @ weight.data if x.requires_grad else None
-        gw = g2.T @ x.data.reshape(-1, x.shape[-1]) if weight.requires_grad else None
+        gw = gb = None
+        if weight.requires_grad:  # straight into the flat gradient buffer when possible
+            gw = np.matmul(g2.T, x.data.reshape(-1, x.shape[-1]), out=weight.grad_destination())
         if bias is None:
             return gx, gw
-        return gx, gw, (g2.sum(axis=0) if bias.requires_grad else None)
+        if bias.requires_grad:
+            gb = g2.sum(axis=0, out=bias.grad_destination())
+        return gx, gw, gb
     parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor._make(out, parents, backward)
 

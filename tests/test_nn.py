@@ -10,6 +10,7 @@ import numpy_dl as ndl
 from numpy_dl import nn
 from numpy_dl.autograd import Tensor
 from numpy_dl.nn.utils import clip_grad_norm_
+from numpy_dl.optim import SGD
 
 
 class Net(nn.Module):
@@ -431,3 +432,20 @@ def test_parameter():
     assert repr(p).startswith("Parameter containing:")
     with pytest.raises(TypeError, match="floating"):
         nn.Parameter(np.ones(2, dtype=np.int64))
+
+
+def test_a_layer_used_twice_gets_both_gradients_in_its_flat_slot():
+    """The first gradient is computed straight into the optimizer's buffer; the second use
+    must add to it, not overwrite it (the engine hands leaves their gradient at once)."""
+    layer = nn.Linear(3, 3)
+    optimizer = SGD(layer.parameters(), lr=0.1)
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    w, b = layer.weight.data.astype(np.float64), layer.bias.data.astype(np.float64)
+    hidden = x @ w.T + b
+    expected_w = np.ones((4, 3)).T @ hidden + (np.ones((4, 3)) @ w).T @ x
+    expected_b = 4 + (np.ones((4, 3)) @ w).sum(axis=0)
+    for passes in (1, 2):  # a second backward without zero_grad accumulates on top
+        layer(layer(ndl.tensor(x))).sum().backward()
+        np.testing.assert_allclose(layer.weight.grad, passes * expected_w, rtol=1e-5)
+        np.testing.assert_allclose(layer.bias.grad, passes * expected_b, rtol=1e-5)
+        assert layer.weight.grad.base is optimizer.flat_groups[0].message

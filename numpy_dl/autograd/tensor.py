@@ -132,7 +132,11 @@ class Tensor:
             for parent, parent_grad in zip(node._parents, parent_grads):
                 if parent_grad is None or not parent.requires_grad:
                     continue
-                if parent in pending:
+                if parent._backward is None:
+                    # A leaf takes its gradient at once: an op may have written it straight
+                    # into the leaf's gradient memory (see `Tensor.grad_destination`).
+                    parent._accumulate(parent_grad)
+                elif parent in pending:
                     pending[parent] = pending[parent] + parent_grad
                 else:
                     pending[parent] = parent_grad
@@ -168,6 +172,11 @@ class Tensor:
     def _fresh_grad(self, grad):
         """Memory for a first gradient; Parameters override this to use a flat buffer."""
         return np.array(grad, dtype=self.dtype, copy=True)
+
+    def grad_destination(self):
+        """Memory an op may compute this leaf's first gradient into (`out=`), saving a
+        copy; None when there is none. Parameters offer their flat-buffer slot."""
+        return None
 
     def zero_grad(self):
         self.grad = None

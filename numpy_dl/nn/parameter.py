@@ -18,10 +18,15 @@ class Parameter(Tensor):
 
     def _fresh_grad(self, grad):
         slot = self.grad_slot
+        if grad is slot:  # an op computed it in place (grad_destination)
+            return slot
         if slot is not None and slot.shape == grad.shape:
             np.copyto(slot, grad)
             return slot
         return super()._fresh_grad(grad)
+
+    def grad_destination(self):
+        return self.grad_slot if self.grad is None and self.requires_grad else None
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
