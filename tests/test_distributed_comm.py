@@ -17,7 +17,7 @@ def test_init_returns_one_world_matching_the_launcher():
     assert distributed.init() is comm
     assert (comm.rank, comm.size) == _launcher_env.rank_and_size()
     assert comm.is_main == (comm.rank == 0)
-    assert 1 <= comm.ranks_per_node <= comm.size
+    assert comm.ranks_per_node in range(1, comm.size + 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64])
