@@ -41,14 +41,24 @@ def linear(x, weight, bias=None):
         gx = g @ weight.data if x.requires_grad else None
         gw = gb = None
         if weight.requires_grad:  # straight into the flat gradient buffer when possible
-            gw = np.matmul(g2.T, x.data.reshape(-1, x.shape[-1]), out=weight.grad_destination())
+            gw = np.matmul(g2.T, x.data.reshape(-1, x.shape[-1]),
+                           out=_destination(weight, (x, bias)))
         if bias is None:
             return gx, gw
         if bias.requires_grad:
-            gb = g2.sum(axis=0, out=bias.grad_destination())
+            gb = g2.sum(axis=0, out=_destination(bias, (x, weight)))
         return gx, gw, gb
     parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor._make(out, parents, backward)
+
+
+def _destination(param, other_parents):
+    """Where an op may compute `param`'s gradient in place: its flat-buffer slot, unless
+    the same tensor is also another parent of the op, whose gradient the engine would
+    write into that slot first."""
+    if any(param is other for other in other_parents):
+        return None
+    return param.grad_destination()
 
 
 # ---------------------------------------------------------------------- convolution

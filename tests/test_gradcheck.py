@@ -102,6 +102,8 @@ CASES = {
     "getitem_fancy_pairs": (lambda a: a[[0, 2, 0], [1, 1, 1]], [U(3, 2)]),
     "getitem_fancy_and_slice": (lambda a: a[[1, 1, 0], 1:], [U(3, 3)]),
     "getitem_tensor_index": (lambda a: a[ndl.tensor(np.array([2, 2, 0]))], [U(3, 2)]),
+    "getitem_nested_tuple_repeats": (lambda a: a[(0, 0),], [U(3, 2)]),
+    "getitem_boolean_mask": (lambda a: a[np.array([True, False, True])], [U(3, 2)]),
     "getitem_bool_mask": (lambda a: a[np.array([True, False, True])], [U(3, 2)]),
     "cat_dim0": (lambda a, b, c: ndl.cat([a, b, c], 0), [U(2, 3), U(1, 3), U(3, 3)]),
     "cat_dim1": (lambda a, b: ndl.cat([a, b], dim=1), [U(2, 3), U(2, 2)]),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import numpy_dl as ndl
+from numpy_dl import functional as F
 from numpy_dl import nn
 from numpy_dl.autograd import Tensor
 from numpy_dl.nn.utils import clip_grad_norm_
@@ -449,3 +450,16 @@ def test_a_layer_used_twice_gets_both_gradients_in_its_flat_slot():
         np.testing.assert_allclose(layer.weight.grad, passes * expected_w, rtol=1e-5)
         np.testing.assert_allclose(layer.bias.grad, passes * expected_b, rtol=1e-5)
         assert layer.weight.grad.base is optimizer.flat_groups[0].message
+
+
+def test_a_parameter_that_is_both_input_and_weight_of_one_linear():
+    """linear(W, W) = W @ W.T: both parents are the same leaf, so its weight gradient
+    must not be computed into the slot that the input gradient lands in first."""
+    layer = nn.Linear(3, 3)
+    SGD(layer.parameters(), lr=0.1)
+    g = np.random.default_rng(1).normal(size=(3, 3)).astype(np.float32)
+    w = layer.weight.data.astype(np.float64)
+    F.linear(layer.weight, layer.weight).backward(g)
+    np.testing.assert_allclose(layer.weight.grad, g @ w + g.T @ w, rtol=1e-5)
+    F.linear(layer.bias, layer.weight, layer.bias).backward(g[0])
+    np.testing.assert_allclose(layer.bias.grad, g[0] @ w + g[0], rtol=1e-5)

@@ -185,21 +185,25 @@ def _index_data(index):
     return index
 
 
-def _is_fancy(index):
+def _is_basic(index):
+    """Only ints, slices, None and Ellipsis: each element is picked at most once, so the
+    gradient can be assigned; anything else (arrays, lists, nested tuples, masks) may
+    repeat elements and must be accumulated."""
     parts = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(p, (list, np.ndarray)) for p in parts)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis
+               for p in parts if not isinstance(p, (bool, np.bool_)))
 
 
 def getitem(a, index):
     index = _index_data(index)
-    fancy = _is_fancy(index)
+    basic = _is_basic(index)
 
     def backward(g):
         grad = np.zeros_like(a.data)
-        if fancy:
-            np.add.at(grad, index, g)  # repeated indices must accumulate
-        else:
+        if basic:
             grad[index] = g
+        else:
+            np.add.at(grad, index, g)  # repeated indices must accumulate
         return (grad,)
     return Tensor._make(a.data[index], (a,), backward)
 
