@@ -324,3 +324,9 @@ def test_shape_errors_are_clear():
         ndl.stack([a, b])
     with pytest.raises(ValueError, match="permut"):
         a.permute(0, 0)
+
+
+def test_power_zero_has_zero_gradient_at_zero():
+    x = ndl.tensor([0.0, 2.0], requires_grad=True)
+    (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0])

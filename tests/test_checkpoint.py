@@ -208,3 +208,14 @@ def test_a_checkpoint_from_four_ranks_resumes_on_two_and_on_one(tmp_path):
         for key in reference.files:
             np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-6,
                                        err_msg=f"{name}: {key}")
+
+
+def test_a_file_that_is_no_archive_is_named_as_such_never_suggesting_pickle(tmp_path):
+    directory = shared_directory(tmp_path, comm)
+    path = os.path.join(directory, "checkpoint-000000001.npz")
+    if comm.is_main:
+        with open(path, "w") as file:
+            file.write("not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a NumPy .npz archive") as error:
+        checkpoint.load(path, comm)
+    assert "pickle" not in str(error.value)

@@ -463,3 +463,15 @@ def test_a_parameter_that_is_both_input_and_weight_of_one_linear():
     np.testing.assert_allclose(layer.weight.grad, g @ w + g.T @ w, rtol=1e-5)
     F.linear(layer.bias, layer.weight, layer.bias).backward(g[0])
     np.testing.assert_allclose(layer.bias.grad, g[0] @ w + g[0], rtol=1e-5)
+
+
+def test_batch_norm_momentum_none_is_a_cumulative_average():
+    bn = nn.BatchNorm1d(2, momentum=None)
+    batches = [np.random.default_rng(i).normal(i, 1, size=(5, 2)).astype(np.float32)
+               for i in range(3)]
+    for batch in batches:
+        bn(ndl.tensor(batch))
+    np.testing.assert_allclose(bn.running_mean, np.mean([b.mean(0) for b in batches], axis=0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var, np.mean([b.var(0, ddof=1) for b in batches],
+                                                       axis=0), rtol=1e-5)

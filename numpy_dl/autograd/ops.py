@@ -69,8 +69,10 @@ def pow(a, b):
 
     def backward(g):
         ga = gb = None
-        if a.requires_grad:
-            ga = unbroadcast(g * b.data * a.data ** (b.data - 1), a.shape)
+        if a.requires_grad:  # d(a**0)/da is 0, also at a = 0 (where a**-1 is inf)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slope = np.where(b.data == 0, 0, b.data * a.data ** (b.data - 1))
+            ga = unbroadcast(g * slope.astype(out.dtype, copy=False), a.shape)
         if b.requires_grad:
             with np.errstate(divide="ignore", invalid="ignore"):
                 log_a = np.where(a.data > 0, np.log(np.where(a.data > 0, a.data, 1)), 0)

@@ -171,8 +171,11 @@ def load_array_file(path):
     except DatasetError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
-        raise DatasetError(f"{path} could not be read as a .npy or .npz file without "
-                           f"pickle ({error}); expected numeric arrays saved by NumPy") from None
+        # NumPy's own words for a pickled file suggest loading it unsafely: never.
+        detail = (": it is not a NumPy array file, or holds Python objects" if "pickle" in str(error)
+                  else f" ({error})")
+        raise DatasetError(f"{path} could not be read as a .npy or .npz file without pickle"
+                           f"{detail}; expected numeric arrays saved by NumPy") from None
     images = _as_images(images, path)
     return ImageData(images, None if labels is None else _as_labels(labels, len(images), path))
 

@@ -15,8 +15,9 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, sampler=None,
                  seed=None):
-        if int(batch_size) < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: give either sampler or shuffle=True, not both "
                              "(the sampler decides the order)")

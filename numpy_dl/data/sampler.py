@@ -34,7 +34,8 @@ class DistributedSampler:
         self.total_size = self.num_samples * self.num_replicas
         if self.num_samples == 0:
             raise ValueError(f"DistributedSampler: {self.dataset_size} samples cannot give each "
-                             f"of {self.num_replicas} ranks one with drop_last=True")
+                             f"of {self.num_replicas} ranks one"
+                             + (" with drop_last=True" if drop_last else ""))
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)

@@ -213,8 +213,10 @@ def _read(path):
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or damaged?): "
-                              f"{exc}") from None
+        # NumPy's own words for a non-archive suggest loading it with pickle: never.
+        detail = "" if "pickle" in str(exc) else f": {exc}"
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a NumPy .npz archive, "
+                              f"or truncated or damaged){detail}") from None
     try:
         metadata = json.loads(arrays.pop("metadata").tobytes().decode())
     except (KeyError, ValueError) as exc:

@@ -162,8 +162,11 @@ class _BatchNorm(Module):
         if self.training and self.track_running_stats:
             self.num_batches_tracked += 1
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
+        momentum = self.momentum
+        if momentum is None:  # PyTorch's cumulative moving average
+            momentum = 1.0 / max(int(self.num_batches_tracked), 1) if self.track_running_stats else 0.0
         return F.batch_norm(x, *running, self.weight, self.bias, use_batch_stats,
-                            self.momentum, self.eps)
+                            momentum, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

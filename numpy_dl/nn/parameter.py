@@ -7,7 +7,10 @@ from ..autograd import Tensor
 class Parameter(Tensor):
     """A learnable tensor. An optimizer may give it `grad_slot`, a view into one flat
     gradient buffer, so that a first gradient lands there instead of in fresh memory and
-    the whole model's gradients can be reduced or updated in a few vectorised calls."""
+    the whole model's gradients can be reduced or updated in a few vectorised calls.
+
+    The slot is reused: after `zero_grad()` the next backward writes into the same memory,
+    so copy `.grad` (`p.grad.copy()`) to keep it across steps."""
 
     def __init__(self, data, requires_grad=True):
         data = data.data if isinstance(data, Tensor) else np.asarray(data)

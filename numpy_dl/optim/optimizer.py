@@ -31,7 +31,9 @@ class Optimizer:
             if not hasattr(param, "grad_slot"):
                 raise TypeError(f"{type(self).__name__} optimizes Parameters, got {type(param).__name__}")
             if id(param) in known:
-                raise ValueError("some parameters appear in more than one parameter group")
+                raise ValueError(f"{type(self).__name__}: a parameter of shape {param.shape} "
+                                 f"appears more than one time (twice in a group, or in two "
+                                 f"groups); each parameter belongs to one group, once")
             known.add(id(param))
         unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
         if unknown:
