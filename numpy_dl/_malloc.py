@@ -8,7 +8,6 @@ back to the heap, where the next step finds them. Only glibc is tuned; elsewhere
 with NUMPY_DL_KEEP_MEMORY=0, nothing changes.
 """
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -21,8 +20,9 @@ def keep_freed_memory(mmap_threshold=256 << 20, trim_threshold=1 << 30):
     if os.environ.get("NUMPY_DL_KEEP_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # The process's own symbols include libc's; no library search, which would start
+        # a subprocess inside what may be an MPI rank.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
