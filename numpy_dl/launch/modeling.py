@@ -9,7 +9,7 @@ differences, so the training loop and the commands are written once for all of t
 import numpy as np
 
 from ..autograd import Tensor, ops
-from ..loss import BCELoss, KLDivergenceLoss, MSELoss
+from ..loss import VAELoss
 from .errors import UsageError
 
 CLASS_NAMES = {"ae": "Autoencoder", "conv-ae": "ConvAutoencoder",
@@ -93,19 +93,18 @@ class Autoencoding:
 
 
 class Objective:
-    """The per-sample training loss: the reconstruction term summed over each sample's
-    pixels, plus beta times the KL term for VAEs (the negative ELBO, as VAELoss)."""
+    """The per-sample training loss: VAELoss's negative ELBO for VAEs, its reconstruction
+    term alone (summed over each sample's pixels) for plain autoencoders."""
 
     def __init__(self, recon_loss, beta):
         self.beta = float(beta)
-        self._elementwise = {"mse": MSELoss, "bce": BCELoss}[recon_loss](reduction="none")
-        self._kl = KLDivergenceLoss(reduction="none")
+        self._loss = VAELoss(recon_loss, beta, reduction="none")
 
     def parts(self, recon, target, mu, logvar):
         """(reconstruction, kl) per sample as Tensors; kl is None without logvar."""
-        elementwise = self._elementwise(recon, target)
-        reconstruction = elementwise.sum(axis=tuple(range(1, elementwise.ndim)))
-        return reconstruction, None if logvar is None else self._kl(mu, logvar)
+        if logvar is None:
+            return self._loss.reconstruction(recon, target), None
+        return self._loss.parts(recon, target, mu, logvar)
 
     def total(self, reconstruction, kl):
         return reconstruction if kl is None else reconstruction + kl * self.beta

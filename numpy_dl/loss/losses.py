@@ -97,9 +97,13 @@ class VAELoss(Loss):
         self._elementwise = kinds[reconstruction_loss](reduction="none")
         self._kl = KLDivergenceLoss(reduction="none")
 
+    def reconstruction(self, recon, x):
+        """The reconstruction term per sample, summed over its features."""
+        return _per_sample(self._elementwise(recon, x))
+
     def parts(self, recon, x, mu, logvar):
         """(reconstruction, kl) per sample, before beta and the reduction."""
-        return _per_sample(self._elementwise(recon, x)), self._kl(mu, logvar)
+        return self.reconstruction(recon, x), self._kl(mu, logvar)
 
     def __call__(self, recon, x, mu, logvar):
         reconstruction, kl = self.parts(recon, x, mu, logvar)
