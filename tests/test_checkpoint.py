@@ -104,6 +104,17 @@ def test_keeps_the_last_k_and_points_at_the_newest(tmp_path):
     assert listing == ["checkpoint-000000003.npz", "checkpoint-000000004.npz", "latest"]
 
 
+def test_without_its_pointer_the_most_recently_written_checkpoint_is_the_latest(tmp_path):
+    directory = shared_directory(tmp_path, comm)
+    run = make_run(seed=1)
+    later, earlier = save(directory, *run, step=5), save(directory, *run, step=4)
+    if comm.is_main:  # a run rolled back to step 4 wrote that one last
+        os.remove(os.path.join(directory, "latest"))
+        os.utime(later, ns=(1_000_000_000, 1_000_000_000))
+        os.utime(earlier, ns=(2_000_000_000, 2_000_000_000))
+    assert checkpoint.latest(directory, comm) == earlier
+
+
 def test_rebuilds_a_model_from_the_checkpoint_alone(tmp_path):
     models = pytest.importorskip("numpy_dl.models")
     directory = shared_directory(tmp_path, comm)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from numpy_dl import models
-from numpy_dl.distributed import SingleProcessCommunicator
+from numpy_dl.distributed import SingleProcessCommunicator, checkpoint
 from numpy_dl.launch import images, rundir, threads
 from numpy_dl.launch.config import TrainConfig
 from numpy_dl.launch.console import Console
@@ -93,6 +93,15 @@ def test_resume_auto_without_a_checkpoint_starts_the_run(tmp_path):
     run, found = rundir.plan(TrainConfig(out=str(tmp_path), resume="auto"),
                              SingleProcessCommunicator())
     assert (run.path, found) == (str(tmp_path), None)
+
+
+def test_resume_auto_finds_the_checkpoints_of_a_run_that_lost_its_pointer(tmp_path):
+    comm = SingleProcessCommunicator()
+    model = models.Autoencoder(4, (3,), 2)
+    saved = checkpoint.save(tmp_path / "checkpoints", model, step=7, comm=comm)
+    (tmp_path / "checkpoints" / "latest").unlink()
+    assert rundir.plan(TrainConfig(out=str(tmp_path), resume="auto"), comm)[1] == saved
+    assert rundir.find_checkpoint(tmp_path, comm) == saved
 
 
 def test_a_checkpoint_file_belongs_to_the_run_above_its_folder(tmp_path):

@@ -112,7 +112,7 @@ def find_checkpoint(path, comm):
         if found is not None:
             return found
     raise UsageError(f"{path} holds no checkpoint; expected a checkpoint file or a run "
-                     f"directory with checkpoints/latest")
+                     f"directory with checkpoints/checkpoint-<step>.npz files")
 
 
 def run_of(checkpoint_path):
