@@ -59,6 +59,32 @@ def test_shared_parameters_are_listed_once():
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias"]
 
 
+def test_a_parameter_scaled_in_place_stays_registered_and_optimized():
+    layer = nn.Linear(3, 2)
+    optimizer = SGD(layer.parameters(), lr=0.1)
+    weight, before = layer.weight, layer.weight.data.copy()
+    with ndl.no_grad():
+        layer.weight *= 0.5
+        layer.bias -= 1
+    assert layer.weight is weight and [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    assert np.allclose(optimizer.flat_groups[0].data[:6], 0.5 * before.ravel())
+
+
+def test_assignments_that_would_drop_a_parameter_or_module_are_errors():
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    with pytest.raises(TypeError, match="cannot assign Tensor as parameter 'weight'; "
+                                        "expected a Parameter or None"):
+        model[0].weight = model[0].weight * 2
+    with pytest.raises(TypeError, match="cannot assign int as child module '1'"):
+        setattr(model, "1", 3)
+    with pytest.raises(TypeError, match="cannot assign list as buffer 'running_mean'"):
+        model[1].running_mean = [0.0, 0.0]
+    model[1].running_mean = ndl.tensor([1.0, 2.0])  # a buffer holds the tensor's array
+    assert np.allclose(model.state_dict()["1.running_mean"], [1.0, 2.0])
+    model[0].bias = None
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "1.weight", "1.bias"]
+
+
 def test_state_dict_returns_copies():
     model = nn.Linear(2, 2)
     state = model.state_dict()

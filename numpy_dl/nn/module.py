@@ -9,6 +9,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from ..autograd import Tensor
 from .parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -23,25 +24,37 @@ class Module:
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name, value):
-        registries = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
-        if registries[0] is None and isinstance(value, (Parameter, Module)):
-            raise AttributeError(f"{type(self).__name__}: call super().__init__() before "
-                                 f"assigning the parameter or module {name!r}")
-        if registries[0] is not None:
-            is_buffer = name in self._buffers and isinstance(value, np.ndarray)
-            for registry in (self._parameters, self._modules, self._buffers):
-                registry.pop(name, None)
-            if is_buffer:
-                self._buffers[name] = True
-            elif isinstance(value, Parameter):
-                self._parameters[name] = value
-            elif isinstance(value, Module):
-                self._modules[name] = value
+        """Register Parameters and Modules, as PyTorch: a name that holds one takes only
+        another of its kind or None, so that `layer.weight = layer.weight * 2` cannot
+        silently drop a parameter from the model and its optimizer."""
+        if self.__dict__.get("_parameters") is None:
+            if isinstance(value, (Parameter, Module)):
+                raise AttributeError(f"{type(self).__name__}: call super().__init__() before "
+                                     f"assigning the parameter or module {name!r}")
+        elif isinstance(value, (Parameter, Module)) or value is None:
+            self._forget(name)
+            if value is not None:
+                registry = self._parameters if isinstance(value, Parameter) else self._modules
+                registry[name] = value
+        elif name in self._parameters or name in self._modules:
+            kind = "parameter" if name in self._parameters else "child module"
+            expected = "a Parameter" if name in self._parameters else "a Module"
+            raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} as "
+                            f"{kind} {name!r}; expected {expected} or None (to change a "
+                            f"parameter's values, work in place inside numpy_dl.no_grad())")
+        elif name in self._buffers:
+            value = value.data if isinstance(value, Tensor) else value
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} "
+                                f"as buffer {name!r}; expected a NumPy array, a Tensor or None")
         object.__setattr__(self, name, value)
 
-    def __delattr__(self, name):
+    def _forget(self, name):
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
+
+    def __delattr__(self, name):
+        self._forget(name)
         object.__delattr__(self, name)
 
     def register_buffer(self, name, array):
