@@ -23,6 +23,7 @@ import cloudpickle
 import numpy as np
 
 from .. import _launcher_env
+from .blas_threads import share_cores_unless_chosen
 from .failure import install_failure_handlers
 
 REDUCE_OPS = ("sum", "min", "max")
@@ -111,8 +112,10 @@ def init(stall_timeout=None, abort_on_exception=True):
     The first call creates it and later calls return the same object (their arguments are
     then ignored), so library code can call `init()` wherever it needs the communicator. Under MPI the first call also starts
     the stall watchdog (`stall_timeout` seconds, default NUMPY_DL_STALL_TIMEOUT or 300; 0 or
-    less turns it off) and, with `abort_on_exception`, installs the hook that turns an
-    uncaught exception on any rank into an abort of the whole job.
+    less turns it off), with `abort_on_exception` installs the hook that turns an uncaught
+    exception on any rank into an abort of the whole job, and gives each rank its share of
+    the node's cores as BLAS threads (cores per node / ranks per node) unless
+    OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS or BLIS_NUM_THREADS is set.
     """
     global _world
     if _world is not None:
@@ -123,6 +126,7 @@ def init(stall_timeout=None, abort_on_exception=True):
     from .mpi_communicator import MPICommunicator  # imports mpi4py, which initialises MPI
     timeout = stall_timeout_from_env() if stall_timeout is None else float(stall_timeout)
     _world = MPICommunicator(stall_timeout=timeout)
+    share_cores_unless_chosen(_world.ranks_per_node)
     if abort_on_exception:
         install_failure_handlers(_world)
     return _world

@@ -21,7 +21,7 @@ from . import config as options
 from .console import Console
 from .errors import LaunchError, UsageError, together
 from .inputs import SPLITS
-from .threads import limit_blas_threads
+from ..distributed.blas_threads import limit_blas_threads
 
 PROG = "python -m numpy_dl.launch"
 

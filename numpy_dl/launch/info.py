@@ -13,7 +13,8 @@ import numpy as np
 
 import numpy_dl
 from ..distributed import SingleProcessCommunicator
-from .threads import available_cores, blas_libraries, default_threads
+from ..distributed.blas_threads import available_cores, default_threads
+from .threads import blas_libraries
 
 
 def run(args, comm, console):

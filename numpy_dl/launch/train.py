@@ -31,7 +31,7 @@ from .errors import RunError, UsageError, together
 from .evaluate import Totals, validate
 from .modeling import Autoencoding, Objective, describe, model_arguments
 from .progress import Progress
-from .threads import limit_blas_threads
+from ..distributed.blas_threads import limit_blas_threads
 
 PICTURE_ITEMS = 16     # validation images shown with their reconstructions each epoch
 PRIOR_SAMPLES = 64     # samples from the prior drawn each epoch (VAEs)
