@@ -406,11 +406,18 @@ def test_cosine_annealing_lr():
                                             0.04109423525312736, 0.018594235253127367, 0.01],
                                rtol=1e-9)
     np.testing.assert_allclose(values[10], 0.1, rtol=1e-9)
+    np.testing.assert_allclose(_lrs(lambda o: lr_scheduler.CosineAnnealingLR(o, 5, 0.01), 25),
+                               [0.01 + 0.09 * (1 + math.cos(math.pi * e / 5)) / 2
+                                for e in range(25)], rtol=1e-12)
+
+
+def two_groups():
+    a, b = make_params()
+    return SGD([{"params": [a], "lr": 1.0}, {"params": [b], "lr": 0.1}])
 
 
 def test_scheduler_state_round_trip_and_groups():
-    a, b = make_params()
-    optimizer = SGD([{"params": [a], "lr": 1.0}, {"params": [b], "lr": 0.1}])
+    optimizer = two_groups()
     scheduler = lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     for _ in range(3):
         scheduler.step()
@@ -418,10 +425,62 @@ def test_scheduler_state_round_trip_and_groups():
     state = scheduler.state_dict()
     assert "optimizer" not in state
 
-    a2, b2 = make_params()
-    optimizer2 = SGD([{"params": [a2], "lr": 1.0}, {"params": [b2], "lr": 0.1}])
-    scheduler2 = lr_scheduler.StepLR(optimizer2, step_size=1, gamma=0.5)
-    scheduler2.load_state_dict(state)
-    assert scheduler2.get_last_lr() == [0.125, 0.0125]
-    scheduler2.step()
-    assert [g["lr"] for g in optimizer2.param_groups] == [0.0625, 0.00625]
+    # As in PyTorch, the rates travel with the optimizer's state, the position with the
+    # scheduler's: loading only the latter continues from the optimizer's rates.
+    alone, resumed = two_groups(), two_groups()
+    alone_scheduler = lr_scheduler.StepLR(alone, step_size=1, gamma=0.5)
+    resumed_scheduler = lr_scheduler.StepLR(resumed, step_size=1, gamma=0.5)
+    resumed.load_state_dict(optimizer.state_dict())
+    for each, each_scheduler in ((alone, alone_scheduler), (resumed, resumed_scheduler)):
+        each_scheduler.load_state_dict(state)
+        assert each_scheduler.get_last_lr() == [0.125, 0.0125]
+        each_scheduler.step()
+    assert [g["lr"] for g in alone.param_groups] == [0.5, 0.05]
+    assert [g["lr"] for g in resumed.param_groups] == [0.0625, 0.00625]
+
+
+# PyTorch 2.13's rates, printed by the same steps in torch.optim.lr_scheduler.
+@pytest.mark.parametrize("make, expected", [
+    (lambda o: lr_scheduler.StepLR(o, 3, 0.5), [0.1, 0.1, 0.1, 0.05, 0.5, 0.5, 0.25, 0.25]),
+    (lambda o: lr_scheduler.ExponentialLR(o, 0.9),
+     [0.1, 0.09, 0.081, 0.0729, 0.5, 0.45, 0.405, 0.3645]),
+    (lambda o: lr_scheduler.CosineAnnealingLR(o, 5, 0.01),
+     [0.1, 0.09140576474687263, 0.06890576474687263, 0.04109423525312736, 0.5, 0.01,
+      0.018594235253127367, 0.04109423525312739]),
+])
+def test_a_rate_set_by_hand_carries_the_schedule_on_from_there(make, expected):
+    optimizer = SGD(make_params(), lr=0.1)
+    scheduler = make(optimizer)
+    values = []
+    for epoch in range(8):
+        if epoch == 4:
+            optimizer.param_groups[0]["lr"] = 0.5
+        values.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    np.testing.assert_allclose(values, expected, rtol=1e-12)
+
+
+def test_two_schedulers_on_one_optimizer_compose():
+    optimizer = SGD(make_params(), lr=1.0)
+    halving, decay = lr_scheduler.StepLR(optimizer, 2, 0.5), lr_scheduler.ExponentialLR(optimizer, 0.9)
+    values = []
+    for _ in range(5):
+        halving.step()
+        decay.step()
+        values.append(optimizer.param_groups[0]["lr"])
+    np.testing.assert_allclose(values, [0.9, 0.405, 0.3645, 0.164025, 0.1476225], rtol=1e-12)
+
+
+def test_a_schedule_resumed_with_last_epoch_keeps_the_loaded_rate():
+    optimizer = SGD(make_params(), lr=0.1)
+    scheduler = lr_scheduler.ExponentialLR(optimizer, 0.9)
+    for _ in range(5):
+        scheduler.step()
+    resumed = SGD(make_params(), lr=0.1)
+    with pytest.raises(KeyError, match="load the optimizer's state_dict first"):
+        lr_scheduler.ExponentialLR(resumed, 0.9, last_epoch=5)
+    resumed.load_state_dict(optimizer.state_dict())
+    scheduler = lr_scheduler.ExponentialLR(resumed, 0.9, last_epoch=5)
+    assert scheduler.get_last_lr() == [pytest.approx(0.059049, rel=1e-12)]
+    scheduler.step()
+    assert resumed.param_groups[0]["lr"] == pytest.approx(0.05314410, rel=1e-12)

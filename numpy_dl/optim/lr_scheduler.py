@@ -1,35 +1,56 @@
-"""Learning-rate schedules, stepped once per epoch, with PyTorch's names and formulas
-(in closed form: the rate after `last_epoch` steps, from each group's initial rate)."""
+"""Learning-rate schedules, stepped once per epoch, with PyTorch's names and update rules.
+
+Each step() derives a group's next rate from its current `group["lr"]`, as PyTorch's
+schedulers do, so a rate changed by hand carries on from there and two schedulers on
+one optimizer compose. `initial_lr`, set in each group on construction, keeps the rate
+the schedule started from (CosineAnnealingLR returns to it).
+"""
 import math
 
 
 class LRScheduler:
     def __init__(self, optimizer, last_epoch=-1):
         self.optimizer = optimizer
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            missing = [i for i, group in enumerate(optimizer.param_groups)
+                       if "initial_lr" not in group]
+            if missing:
+                raise KeyError(f"{type(self).__name__}(last_epoch={last_epoch}) resumes a "
+                               f"schedule, but param_groups {missing} have no 'initial_lr'; "
+                               f"load the optimizer's state_dict first")
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
+        self._step_count = 0
+        # The constructor's own step starts the count; only StepLR may move the rate in it.
+        self._is_initial = True
         self.step()
+        self._is_initial = False
 
-    def lr_at(self, base_lr, epoch):
-        raise NotImplementedError(f"{type(self).__name__} must define lr_at()")
+    def next_lr(self, lr, base_lr):
+        """The rate after this step (`last_epoch` already counts it) from the current one."""
+        raise NotImplementedError(f"{type(self).__name__} must define next_lr()")
 
     def step(self):
+        self._step_count += 1
         self.last_epoch += 1
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.lr_at(base_lr, self.last_epoch)
+            group["lr"] = self.next_lr(group["lr"], base_lr)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self):
-        return [group["lr"] for group in self.optimizer.param_groups]
+        """The rates this scheduler set last."""
+        return list(self._last_lr)
 
     def state_dict(self):
         return {key: value for key, value in vars(self).items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict):
+        """The schedule's position; the rates themselves come back with the optimizer's
+        own state_dict, as in PyTorch."""
         vars(self).update(state_dict)
-        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.lr_at(base_lr, self.last_epoch)
 
 
 class StepLR(LRScheduler):
@@ -37,8 +58,10 @@ class StepLR(LRScheduler):
         self.step_size, self.gamma = int(step_size), gamma
         super().__init__(optimizer, last_epoch)
 
-    def lr_at(self, base_lr, epoch):
-        return base_lr * self.gamma ** (epoch // self.step_size)
+    def next_lr(self, lr, base_lr):
+        if self.last_epoch == 0 or self.last_epoch % self.step_size:
+            return lr
+        return lr * self.gamma
 
 
 class ExponentialLR(LRScheduler):
@@ -46,14 +69,24 @@ class ExponentialLR(LRScheduler):
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
-    def lr_at(self, base_lr, epoch):
-        return base_lr * self.gamma ** epoch
+    def next_lr(self, lr, base_lr):
+        return lr if self._is_initial else lr * self.gamma
 
 
 class CosineAnnealingLR(LRScheduler):
+    """eta_min + (base_lr - eta_min)(1 + cos(pi * epoch / T_max)) / 2 when nothing else
+    touches the rate, reached by PyTorch's recursive form, which scales the current rate."""
+
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
-    def lr_at(self, base_lr, epoch):
-        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+    def next_lr(self, lr, base_lr):
+        epoch, period = self.last_epoch, self.T_max
+        if self._is_initial:
+            return lr
+        if (epoch - 1 - period) % (2 * period) == 0:  # leaving the minimum, where cos = -1
+            return lr + (base_lr - self.eta_min) * (1 - math.cos(math.pi / period)) / 2
+        return ((1 + math.cos(math.pi * epoch / period))
+                / (1 + math.cos(math.pi * (epoch - 1) / period))
+                * (lr - self.eta_min) + self.eta_min)
