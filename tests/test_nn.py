@@ -85,6 +85,22 @@ def test_assignments_that_would_drop_a_parameter_or_module_are_errors():
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "1.weight", "1.bias"]
 
 
+def test_tied_weights_appear_under_each_name_in_the_state_dict_as_in_pytorch():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    model[1].weight = model[0].weight
+    shared = nn.Linear(2, 2)
+    twice = nn.Sequential(shared, nn.ReLU(), shared)
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert list(twice.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    state = model.state_dict()
+    state["0.weight"] = state["1.weight"] = np.full((2, 2), 3.0, np.float32)
+    model.load_state_dict(state)
+    assert np.all(model[1].weight.data == 3.0) and model[1].weight is model[0].weight
+    del state["1.weight"]
+    with pytest.raises(RuntimeError, match=r"missing keys \['1.weight'\]"):
+        model.load_state_dict(state)
+
+
 def test_state_dict_returns_copies():
     model = nn.Linear(2, 2)
     state = model.state_dict()

@@ -31,11 +31,12 @@ class Module:
             if isinstance(value, (Parameter, Module)):
                 raise AttributeError(f"{type(self).__name__}: call super().__init__() before "
                                      f"assigning the parameter or module {name!r}")
-        elif isinstance(value, (Parameter, Module)) or value is None:
+        elif value is None:
             self._forget(name)
-            if value is not None:
-                registry = self._parameters if isinstance(value, Parameter) else self._modules
-                registry[name] = value
+        elif isinstance(value, (Parameter, Module)):
+            registry = self._parameters if isinstance(value, Parameter) else self._modules
+            self._forget(name, keep=registry)  # a replacement keeps its place in the order
+            registry[name] = value
         elif name in self._parameters or name in self._modules:
             kind = "parameter" if name in self._parameters else "child module"
             expected = "a Parameter" if name in self._parameters else "a Module"
@@ -49,9 +50,10 @@ class Module:
                                 f"as buffer {name!r}; expected a NumPy array, a Tensor or None")
         object.__setattr__(self, name, value)
 
-    def _forget(self, name):
+    def _forget(self, name, keep=None):
         for registry in (self._parameters, self._modules, self._buffers):
-            registry.pop(name, None)
+            if registry is not keep:
+                registry.pop(name, None)
 
     def __delattr__(self, name):
         self._forget(name)
@@ -138,18 +140,17 @@ class Module:
                 param.grad[...] = 0
 
     # ------------------------------------------------------------------ state
-    def _named_state(self):
+    def _named_state(self, prefix=""):
         """(name, array) of every parameter's data and every buffer in PyTorch's state_dict
-        order: each module's parameters, then its buffers, then its children's."""
-        seen = set()
-        for module_name, module in self.named_modules():
-            prefix = f"{module_name}." if module_name else ""
-            for name, param in module._parameters.items():
-                if param is not None and id(param) not in seen:
-                    seen.add(id(param))
-                    yield prefix + name, param.data
-            for name in module._buffers:
-                yield prefix + name, getattr(module, name)
+        order: each module's parameters, then its buffers, then its children's. As in
+        PyTorch, a shared module or parameter appears under each of its names, so a
+        state_dict of tied weights loads into a PyTorch model and back."""
+        for name, param in self._parameters.items():
+            yield prefix + name, param.data
+        for name in self._buffers:
+            yield prefix + name, getattr(self, name)
+        for name, child in self._modules.items():
+            yield from child._named_state(f"{prefix}{name}.")
 
     def state_dict(self):
         """Copies of every parameter and buffer, keyed by dotted name."""
