@@ -73,6 +73,7 @@ def test_bad_values_on_the_command_line_name_the_flag_and_what_it_accepts(argv, 
 @pytest.mark.parametrize("toml, message", [
     ('epochs = "ten"\n', r": epochs: expected an integer >= 1, got 'ten'$"),
     ("epocs = 3\n", r": unknown option 'epocs'; expected one of model, dataset, epochs, "),
+    ("learning-rate = 3\n", r": unknown option 'learning-rate'; expected one of "),
     ("epochs = [\n", r" is not valid TOML: .*; expected lines such as `epochs = 10`$"),
     ("[train]\nepochs = 3\n", r": unexpected table \[train\]; expected top-level keys"),
     ("lr = true\n", r": lr: expected a number > 0.0, got True$"),
@@ -89,7 +90,10 @@ def test_a_missing_config_file_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--bogus", "1"], r"^python -m numpy_dl.launch train: unknown argument '--bogus'; "
-                                r"usage: python -m numpy_dl.launch train \[-h\] .*--epochs N"),
+                                r"`python -m numpy_dl.launch train --help` lists the options$"),
+    (["train", "--batchsize", "1"], r"unknown argument '--batchsize'; did you mean "
+                                    r"--batch-size\? `"),
+    (["train", "--ep", "2"], r"unknown argument '--ep'; did you mean --epochs\? `"),
     (["trian"], r"^python -m numpy_dl.launch: argument COMMAND: invalid choice: 'trian' "
                 r"\(choose from 'train', 'sample'"),
     ([], r"^python -m numpy_dl.launch: the following arguments are required: COMMAND$"),

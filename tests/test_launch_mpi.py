@@ -113,7 +113,7 @@ def test_commands_from_an_mpi_checkpoint_under_mpirun(runs, tmp_path):
 def test_info_under_mpirun():
     out = succeeded(launch("info", ranks=2)).stdout
     assert "world size: 2" in out and "ranks per node: 2" in out
-    assert "MPI standard" in out and "1 threads in this rank" in out
+    assert "MPI standard" in out and "1 thread in this rank" in out
 
 
 def test_errors_under_mpirun_are_one_line_from_rank_0(runs):

@@ -9,7 +9,7 @@ from PIL import Image
 
 from numpy_dl import models
 from numpy_dl.distributed import SingleProcessCommunicator, blas_threads, checkpoint
-from numpy_dl.launch import images, rundir
+from numpy_dl.launch import images, inputs, rundir
 from numpy_dl.launch.config import TrainConfig
 from numpy_dl.launch.console import Console
 from numpy_dl.launch.errors import RunError, UsageError
@@ -89,6 +89,17 @@ def test_a_fresh_run_refuses_a_non_empty_directory_and_leaves_it_alone(tmp_path)
     assert rundir.plan(TrainConfig(out=str(tmp_path / "new")), comm)[1] is None
 
 
+@pytest.mark.parametrize("resume", [None, "auto"])
+def test_an_out_that_cannot_be_a_directory_is_refused_before_any_work(tmp_path, resume):
+    (tmp_path / "afile").write_text("keep me")
+    comm = SingleProcessCommunicator()
+    for out, message in ((tmp_path / "afile", "is a file; expected a directory"),
+                         (tmp_path / "afile" / "run", "cannot be created: .*afile is a file")):
+        with pytest.raises(UsageError, match=message):
+            rundir.plan(TrainConfig(out=str(out), resume=resume), comm)
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
 def test_resume_auto_without_a_checkpoint_starts_the_run(tmp_path):
     run, found = rundir.plan(TrainConfig(out=str(tmp_path), resume="auto"),
                              SingleProcessCommunicator())
@@ -151,3 +162,11 @@ def test_a_rank_shares_the_cores_unless_a_thread_variable_is_set(monkeypatch, va
         monkeypatch.setenv(variable, "3")
     assert blas_threads.share_cores_unless_chosen(4) == (None if variable else 2)
     assert set_to == ([] if variable else [2])
+
+
+def test_a_run_stores_its_data_files_by_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert inputs.with_absolute_path("npz:data/d.npz") == f"npz:{tmp_path}/data/d.npz"
+    assert inputs.with_absolute_path("mnist:/data/mnist") == "mnist:/data/mnist"
+    assert inputs.with_absolute_path("synthetic:100") == "synthetic:100"
+    assert inputs.with_absolute_path("digits") == "digits"

@@ -12,22 +12,27 @@ own errors are turned into UsageError rather than printing a usage block, and th
 communicator is started first so that every rank parses, fails and exits together.
 """
 import argparse
+import difflib
 import os
 import sys
 
 from .. import distributed
+from ..distributed.blas_threads import limit_blas_threads
 from . import commands, info, train
 from . import config as options
 from .console import Console
 from .errors import LaunchError, UsageError, together
 from .inputs import SPLITS
-from ..distributed.blas_threads import limit_blas_threads
 
 PROG = "python -m numpy_dl.launch"
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one-line UsageErrors."""
+    """An ArgumentParser whose errors are one-line UsageErrors, and which takes flags only
+    as spelt in full (`--ep 2` is not `--epochs 2`, whatever flags come later)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
@@ -142,8 +147,15 @@ def parse(argv):
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         command = parser.commands[args.command]
-        usage = " ".join(command.format_usage().split())
-        raise UsageError(f"{command.prog}: unknown argument {unknown[0]!r}; {usage}")
+        flags = [text for action in command._actions for text in action.option_strings]
+        typed = unknown[0].split("=")[0]
+        names = {flag.lstrip("-"): flag for flag in flags}
+        close = ([flag for flag in flags if flag.startswith(typed)] if typed.startswith("--")
+                 else []) or [names[name] for name in difflib.get_close_matches(
+                     typed.lstrip("-"), list(names), n=1)]
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UsageError(f"{command.prog}: unknown argument {unknown[0]!r}; {hint}"
+                         f"`{command.prog} --help` lists the options")
     return args
 
 

@@ -172,14 +172,18 @@ def resolve(*layers):
     for source, layer in layers:
         for name, value in layer.items():
             if name not in OPTIONS:
-                raise UsageError(f"{source}: unknown option {name!r}; expected one of "
-                                 f"{', '.join(key.replace('_', '-') for key in OPTIONS)}")
+                raise _unknown_option(source, name)
             where = flag(name) if source is None else f"{source}: {name.replace('_', '-')}"
             try:
                 values[name] = OPTIONS[name].metadata["convert"](value)
             except ValueError as problem:
                 raise UsageError(f"{where}: {problem}") from None
     return TrainConfig(**values)
+
+
+def _unknown_option(source, typed):
+    return UsageError(f"{source}: unknown option {typed!r}; expected one of "
+                      f"{', '.join(key.replace('_', '-') for key in OPTIONS)}")
 
 
 def read_toml(path):
@@ -198,6 +202,9 @@ def read_toml(path):
     if tables:
         raise UsageError(f"config file {path}: unexpected table [{tables[0]}]; expected "
                          f"top-level keys such as `epochs = 10`")
+    unknown = [key for key in document if key.replace("-", "_") not in OPTIONS]
+    if unknown:
+        raise _unknown_option(f"config file {path}", unknown[0])
     return {key.replace("-", "_"): value for key, value in document.items()}
 
 

@@ -49,6 +49,8 @@ def _as_launch_error(error):
         return error
     if isinstance(error, DatasetError):
         return UsageError(str(error))
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return RunError(f"cannot write or read {error.filename}: {error.strerror}")
     return RunError(str(error))
 
 

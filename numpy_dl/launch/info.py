@@ -29,7 +29,8 @@ def run(args, comm, console):
         f"{default_threads(comm.ranks_per_node)} (cores / ranks per node)",
     ]
     for name, version, count, layer in blas_libraries() or [("none found", "", None, "")]:
-        lines.append(f"BLAS: {name} {version} ({layer} threading), {count} threads in this rank")
+        lines.append(f"BLAS: {name} {version} ({layer} threading), {count} "
+                     f"thread{'s' * (count != 1)} in this rank")
     for line in lines:
         console.say(line)
     return 0

@@ -1,5 +1,6 @@
 """The data a command works on: a dataset spec loaded, and split into training and
 validation samples the same way on every rank and in every command."""
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -33,6 +34,15 @@ def load(spec):
     """The dataset `spec` names (see datasets.SPEC_FORMS); raises DatasetError."""
     images, labels = datasets.load(spec)
     return Data(spec, images, labels)
+
+
+def with_absolute_path(spec):
+    """`spec` with its file or directory made absolute: a run stores the spec it trained
+    on, and later commands read it from wherever they are started."""
+    kind, has_argument, where = str(spec).strip().partition(":")
+    if kind in ("mnist", "fashion-mnist", "npz") and where:
+        return f"{kind}:{os.path.abspath(os.path.expanduser(where))}"
+    return spec
 
 
 def split(count, val_fraction, seed):

@@ -17,7 +17,7 @@ import time
 
 from ..distributed import checkpoint, on_root
 from .errors import UsageError
-from .files import write_atomically
+from .files import check_output_directory, write_atomically
 
 
 class RunDirectory:
@@ -78,6 +78,7 @@ def plan(config, comm):
         if config.out is None:
             raise UsageError("--resume auto continues the run in --out; give its directory, "
                              "as in --out runs/my-run --resume auto")
+        on_root(lambda: check_output_directory(config.out), comm)
         run = RunDirectory(config.out)
         return run, checkpoint.latest(run.checkpoints, comm)
     found = find_checkpoint(config.resume, comm)
@@ -88,8 +89,7 @@ def plan(config, comm):
 
 
 def _require_empty(path):
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UsageError(f"--out {path} is a file; expected a directory for the run")
+    check_output_directory(path)
     if os.path.isdir(path) and os.listdir(path):
         raise UsageError(f"run directory {path} is not empty (it holds "
                          f"{', '.join(sorted(os.listdir(path))[:4])}); pass --resume auto to "

@@ -16,6 +16,7 @@ whole global batch from (seed, step) and each rank takes its rows [r::R]. A run 
 with the same noise at every step and differ only in float rounding; and a run resumed
 from a checkpoint continues exactly as if it had never stopped.
 """
+import dataclasses
 import math
 import time
 
@@ -25,13 +26,13 @@ import numpy_dl as ndl
 from .. import distributed, models, optim
 from ..data import DataLoader, DistributedSampler, TensorDataset
 from ..distributed import checkpoint
+from ..distributed.blas_threads import limit_blas_threads
 from . import config as options
 from . import images, inputs, rundir
 from .errors import RunError, UsageError, together
 from .evaluate import Totals, validate
 from .modeling import Autoencoding, Objective, describe, model_arguments
 from .progress import Progress
-from ..distributed.blas_threads import limit_blas_threads
 
 PICTURE_ITEMS = 16     # validation images shown with their reconstructions each epoch
 PRIOR_SAMPLES = 64     # samples from the prior drawn each epoch (VAEs)
@@ -49,6 +50,7 @@ def run(layers, comm, console):
         if saved is not None:
             config = options.resolve((f"checkpoint {saved.path}", options.from_checkpoint(saved)),
                                      *layers)
+        config = dataclasses.replace(config, dataset=inputs.with_absolute_path(config.dataset))
         training = Training(config, inputs.load(config.dataset), saved, run_dir, comm)
     distributed.broadcast_parameters(training.auto.model, comm)
     if training.start_epoch >= config.epochs:
@@ -141,7 +143,8 @@ class Training:
             *([f"resuming from {self.resumed_from} after epoch {self.start_epoch}"]
               if self.resumed_from else []),
             f"data: {self.data.spec}, {len(self.data.images)} images of {shape}, "
-            f"{len(self.train_indices)} for training ({self.steps_per_epoch} steps per epoch), "
+            f"{len(self.train_indices)} for training ({self.steps_per_epoch} "
+            f"step{'s' * (self.steps_per_epoch > 1)} per epoch), "
             f"{len(self.val_indices)} for validation",
             f"model: {type(self.auto.model).__name__}, {parameters:,} parameters",
             "config:",
