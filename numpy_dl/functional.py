@@ -297,6 +297,12 @@ def _target_array(target, like):
     return data.astype(like.dtype, copy=False)
 
 
+def _with_target(x, target):
+    """The op's parents: the input, and the target too when it requires a gradient (a
+    target that is another model's output, as PyTorch's losses allow)."""
+    return (x, target) if isinstance(target, Tensor) and target.requires_grad else (x,)
+
+
 def binary_cross_entropy(p, target):
     """Elementwise BCE of probabilities; logs clamped at -100 as PyTorch does."""
     t = _target_array(target, p)
@@ -307,21 +313,25 @@ def binary_cross_entropy(p, target):
         log_p = np.maximum(np.log(p.data), -100)
         log_q = np.maximum(np.log1p(-p.data), -100)
     out = -(t * log_p + (1 - t) * log_q)
+    parents = _with_target(p, target)
 
     def backward(g):
         denom = np.maximum(p.data * (1 - p.data), np.asarray(1e-12, p.dtype))
-        return (g * (p.data - t) / denom,)
-    return Tensor._make(out, (p,), backward)
+        grad_p = g * (p.data - t) / denom
+        return (grad_p, g * (log_q - log_p)) if len(parents) == 2 else (grad_p,)
+    return Tensor._make(out, parents, backward)
 
 
 def binary_cross_entropy_with_logits(x, target):
     """Elementwise BCE of logits, in the overflow-free form."""
     t = _target_array(target, x)
     out = np.maximum(x.data, 0) - x.data * t + np.log1p(np.exp(-np.abs(x.data)))
+    parents = _with_target(x, target)
 
     def backward(g):
-        return (g * (ops.sigmoid(Tensor(x.data)).data - t),)
-    return Tensor._make(out, (x,), backward)
+        grad_x = g * (ops.sigmoid(Tensor(x.data)).data - t)
+        return (grad_x, -g * x.data) if len(parents) == 2 else (grad_x,)
+    return Tensor._make(out, parents, backward)
 
 
 def cross_entropy(logits, labels):
