@@ -4,13 +4,15 @@ Allreduce of the same number of bytes.
     mpirun -n 2 python benchmarks/allreduce.py [--repeats 200]
 
 For each model, "wrapper" is the averaging that DistributedOptimizer.step() runs before
-the wrapped step: gather the gradients into the flat buffer, one in-place Allreduce per
-param group of its gradients and has-gradient flags, the division by the number of ranks
-and the rebinding of `.grad`. "bare" is `Allreduce(IN_PLACE, buffer)` of a float32
-buffer of as many bytes, on a communicator of its own. They run interleaved, each after a
-Barrier and each first in turn, so all see the same machine; a repeat's time is the
-slowest rank's; the table shows medians over repeats (warm-up excluded), the ratio wrapper / bare
-(the target is at most 1.1), and the wrapper with fp16 compression for comparison.
+the wrapped step, after a backward pass: gather the gradients into the flat buffer, one
+in-place Allreduce of its gradients and has-gradient flags, and the rebinding of `.grad`
+(the division by the number of ranks rides along in the optimizer's update, see
+numpy_dl/optim/flat.py). "bare" is `Allreduce(IN_PLACE, buffer)` of a float32
+buffer of as many bytes, on a communicator of its own. The two run interleaved, each after
+a Barrier and each first in turn, so both see the same machine and the same caches; a
+repeat's time is the slowest rank's; the table shows medians over repeats (warm-up
+excluded), the ratio wrapper / bare (the target is at most 1.1), and, timed separately
+after them, the wrapper with fp16 compression for comparison.
 """
 import argparse
 import os
@@ -33,39 +35,59 @@ MODELS = {
 WARMUP = 10
 
 
-def wrapper_with_gradients(make_model, comm, compression):
+def wrapper_averaging(make_model, comm, compression):
+    """(untimed preparation, averaging) as `timed` takes them: the averaging that
+    DistributedOptimizer.step() runs before the wrapped step, prepared by what a training
+    step does between two averagings (zero_grad(), a backward pass filling the gradient
+    buffer); and the bytes of its message, in float32 items."""
     model = make_model()
     optimizer = distributed.DistributedOptimizer(Adam(model.parameters()), comm=comm,
                                                  compression=compression)
     rng = np.random.default_rng(comm.rank)
     for param in model.parameters():
         param.grad = rng.normal(size=param.shape).astype(np.float32)
-    return optimizer
+    optimizer.step()  # the gradients now live in the flat buffer
+
+    def backward_pass():
+        optimizer.zero_grad()
+        for param in model.parameters():
+            param.grad = param.grad_slot  # as a backward pass leaves them
+    return (backward_pass, optimizer._average_gradients), optimizer.flat_groups[0].message.size
 
 
 def timed(action, barrier):
+    """Seconds of `action` (a function, or (untimed preparation, function))."""
+    prepare, action = action if isinstance(action, tuple) else (None, action)
+    if prepare is not None:
+        prepare()
     barrier()
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
 
 
-def measure(make_model, comm, bare_comm, repeats):
-    """Seconds per repeat (slowest rank) of the bare Allreduce, the wrapper, and the
-    wrapper with fp16 compression."""
-    from mpi4py import MPI
-    plain = wrapper_with_gradients(make_model, comm, None)
-    fp16 = wrapper_with_gradients(make_model, comm, "fp16")
-    buffer = np.zeros(sum(flat.message.size for flat in plain.flat_groups), dtype=np.float32)
-    actions = [lambda: bare_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM),
-               plain._average_gradients,  # what step() runs before the wrapped step
-               fp16._average_gradients]
+def interleaved(actions, barrier, repeats):
+    """Seconds (slowest rank) of each action per repeat, warm-up excluded. The actions
+    take turns at going first, so each follows each other one equally often and none
+    inherits colder caches than the others."""
     times = np.zeros((WARMUP + repeats, len(actions)))
     for repeat in range(WARMUP + repeats):
-        order = np.roll(np.arange(len(actions)), repeat)  # each goes first in turn
-        for index in order:
-            times[repeat, index] = timed(actions[index], bare_comm.Barrier)
-    times = times[WARMUP:]
+        for index in np.roll(np.arange(len(actions)), repeat):
+            times[repeat, index] = timed(actions[index], barrier)
+    return times[WARMUP:]
+
+
+def measure(make_model, comm, bare_comm, repeats):
+    """Median seconds of the bare Allreduce, the wrapper, and (timed on its own, after)
+    the wrapper with fp16 compression, with the median ratio wrapper / bare."""
+    from mpi4py import MPI
+    plain, size = wrapper_averaging(make_model, comm, None)
+    buffer = np.random.default_rng(comm.rank).normal(size=size).astype(np.float32)
+    pair = interleaved([lambda: bare_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM), plain],
+                       bare_comm.Barrier, repeats)
+    compressed = interleaved([wrapper_averaging(make_model, comm, "fp16")[0]],
+                             bare_comm.Barrier, repeats)
+    times = np.concatenate([pair, compressed], axis=1)
     bare_comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
     ratio = np.median(times[:, 1] / times[:, 0])  # of neighbours in time: drift cancels
     return np.median(times, axis=0), ratio, buffer.size

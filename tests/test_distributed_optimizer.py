@@ -205,6 +205,34 @@ def test_accumulates_k_passes_then_updates_once():
     assert model.shared.grad is None
 
 
+@pytest.mark.parametrize("inner", [optim.Adam, optim.SGD])
+def test_the_division_by_the_rank_count_is_folded_into_the_update(inner):
+    """The buffer keeps the sum and owes 1/N; the update takes it into account, `.grad`
+    shows the average, and a backward after the step adds to the average."""
+    model, eager = TwoHeads(), TwoHeads()
+    optimizer = DistributedOptimizer(inner(model.parameters(), lr=0.1), comm=comm)
+    reference = inner(eager.parameters(), lr=0.1)
+    for each in (model, eager):
+        each.loss(use_last=True).backward()
+    optimizer.step()
+    flat = optimizer.flat_groups[0]
+    assert flat.pending_scale == 1.0 / comm.size
+    eager.shared.grad = np.full(3, (comm.size + 1) / 2, np.float32)  # the averages
+    eager.last.grad = np.full(2, 7.0, np.float32)
+    reference.step()
+    np.testing.assert_allclose(model.shared.data, eager.shared.data, rtol=1e-6)
+    np.testing.assert_allclose(model.last.data, eager.last.data, rtol=1e-6)
+    model.loss(use_last=False).backward()  # accumulates onto the average
+    assert flat.pending_scale == 1.0
+    np.testing.assert_allclose(model.shared.grad, np.full(3, (comm.size + 1) / 2 + comm.rank + 1))
+    np.testing.assert_allclose(model.last.grad, np.full(2, 7.0))
+    optimizer.step()
+    optimizer.zero_grad()
+    assert flat.pending_scale == 1.0 and model.shared.grad is None
+    model.loss(use_last=False).backward()  # a fresh gradient owes nothing
+    np.testing.assert_allclose(model.shared.grad, np.full(3, comm.rank + 1))
+
+
 def test_synchronize_lets_the_averaged_gradients_be_clipped():
     model = small_model(seed=0)
     recording = RecordingComm(comm)

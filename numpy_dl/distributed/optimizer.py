@@ -9,6 +9,11 @@ one on some rank counts as zeros there, and every parameter that has one on any 
 gets the average on every rank. Every rank therefore always makes the same collectives,
 whatever the data did to its graph.
 
+The division by the number of ranks is not a pass of its own: the buffer keeps the sum
+and owes the factor 1/N (`FlatGroup.pending_scale`), which Adam's update folds into the
+multiplications it makes anyway. Reading a parameter's `.grad` applies it first, so the
+gradients anyone sees after step() or synchronize() are the averages, as in Horovod.
+
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm,
                                backward_passes_per_step=1, compression=None)
     opt.zero_grad(); loss.backward(); opt.step()
@@ -98,27 +103,28 @@ class DistributedOptimizer:
     def _average_gradients(self):
         scale = 1.0 / (self.comm.size * self.backward_passes_per_step)
         for index, flat in enumerate(self.optimizer.flat_groups):
+            flat.settle()  # a scale still owed from an earlier average (two steps, no backward)
             present = flat.gather()
             for where in np.flatnonzero(~present):
                 flat.grad[flat.slices[where]] = 0
             flat.flags[:] = present
-            self._average(index, flat.message, scale)
+            self._average(index, flat, scale)
             for param, view, flag in zip(flat.params, flat.grad_views, flat.flags):
                 param.grad = view if flag > 0 else None
 
-    def _average(self, index, grad, scale):
-        """Sum `grad` over the ranks in place and multiply it by `scale`."""
+    def _average(self, index, flat, scale):
+        """Sum the group's gradients and flags over the ranks in place; the gradients then
+        owe the factor `scale`, which the wrapped optimizer folds into its update."""
         if self.compression == "fp16":
             message = self._fp16_messages.get(index)
-            if message is None or message.size != grad.size:
-                message = self._fp16_messages[index] = np.empty(grad.size, dtype=np.float16)
-            np.multiply(grad, scale, out=message, casting="same_kind")
+            if message is None or message.size != flat.message.size:
+                message = self._fp16_messages[index] = np.empty(flat.message.size, np.float16)
+            np.multiply(flat.message, scale, out=message, casting="same_kind")
             self.comm.allreduce_(message)
-            np.copyto(grad, message)
+            np.copyto(flat.message, message)
         else:
-            self.comm.allreduce_(grad)
-            if scale != 1:
-                grad *= grad.dtype.type(scale)
+            self.comm.allreduce_(flat.message)
+            flat.pending_scale = scale
 
     def __repr__(self):
         return (f"DistributedOptimizer(size={self.comm.size}, backward_passes_per_step="

@@ -6,6 +6,12 @@ passes and a distributed optimizer all-reduces every gradient in one message, wi
 packing copies. The gradient buffer is the head of `message`, whose tail holds one slot
 per parameter (`flags`): there a distributed optimizer says which parameters have a
 gradient, in the same all-reduce as the gradients themselves.
+
+`pending_scale`: a distributed optimizer leaves the all-reduced sum in the buffer and
+records 1/N here instead of dividing, since the division is a whole pass over the
+gradients that the optimizer's update can fold into its own passes. The gradients are
+`pending_scale * grad`; reading a Parameter's `.grad` applies the factor first (`settle`),
+so nobody outside sees the sum.
 """
 import numpy as np
 
@@ -25,13 +31,20 @@ class FlatGroup:
         self.grad, self.flags = self.message[:int(offsets[-1])], self.message[int(offsets[-1]):]
         self.data_views = [self.data[s].reshape(p.shape) for s, p in zip(self.slices, params)]
         self.grad_views = [self.grad[s].reshape(p.shape) for s, p in zip(self.slices, params)]
+        self.pending_scale = 1.0
         for param, data_view, grad_view in zip(params, self.data_views, self.grad_views):
             np.copyto(data_view, param.data)
             param.data = data_view
-            param.grad_slot = grad_view
+            param.grad_slot, param.flat_group = grad_view, self
             if param.grad is not None:
                 np.copyto(grad_view, param.grad)
                 param.grad = grad_view
+
+    def settle(self):
+        """Apply a pending scale, so that the buffer holds the gradients themselves."""
+        if self.pending_scale != 1:
+            self.grad *= self.grad.dtype.type(self.pending_scale)
+            self.pending_scale = 1.0
 
     def gather(self):
         """Make every parameter's value and gradient live in the buffers again (after a
@@ -42,10 +55,12 @@ class FlatGroup:
             if param.data is not data_view:
                 np.copyto(data_view, param.data)
                 param.data = data_view
-            param.grad_slot = grad_view
-            if param.grad is not None:
-                if param.grad is not grad_view:
-                    np.copyto(grad_view, param.grad)
+            param.grad_slot, param.flat_group = grad_view, self
+            grad = param.unsettled_grad  # as it stands: the update folds in pending_scale
+            if grad is not None:
+                if grad is not grad_view:
+                    self.settle()  # a rebound gradient joins the others as they truly are
+                    np.copyto(grad_view, grad)
                     param.grad = grad_view
                 present[i] = True
         return present
