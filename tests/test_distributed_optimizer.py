@@ -233,6 +233,46 @@ def test_the_division_by_the_rank_count_is_folded_into_the_update(inner):
     np.testing.assert_allclose(model.shared.grad, np.full(3, comm.rank + 1))
 
 
+class FourEqualRanks:
+    """A communicator of 4 ranks that all hold this rank's arrays: a sum is 4 times them."""
+    size, rank, step = 4, 0, 0
+
+    def allreduce_(self, array, op="sum"):
+        array *= 4
+        return array
+
+
+def stepped_with_a_pending_scale(dtype=np.float32, grad=1.0):
+    layer = nn.Linear(2, 1)
+    if dtype != np.float32:
+        layer.weight, layer.bias = nn.Parameter(layer.weight.data.astype(dtype)), None
+    optimizer = DistributedOptimizer(optim.Adam(layer.parameters(), lr=0.1), comm=FourEqualRanks())
+    for param in layer.parameters():
+        param.grad = np.full(param.shape, grad, dtype)
+    before = layer.weight.data.copy()
+    optimizer.step()
+    assert optimizer.flat_groups[0].pending_scale == 0.25
+    return layer, before
+
+
+def test_a_new_optimizer_or_a_copy_sees_the_averaged_gradients():
+    import copy
+    import pickle
+    layer, _ = stepped_with_a_pending_scale()
+    optim.SGD(layer.parameters(), lr=0.1)  # a second optimizer takes the parameters over
+    np.testing.assert_array_equal(layer.weight.grad, [[1.0, 1.0]])
+    layer, _ = stepped_with_a_pending_scale()
+    copied, pickled = copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))
+    for each in (copied, pickled, layer):
+        np.testing.assert_array_equal(each.weight.grad, [[1.0, 1.0]])
+    assert copied.weight.flat_group is None
+
+
+def test_a_pending_scale_never_overflows_float16_gradients():
+    layer, before = stepped_with_a_pending_scale(np.float16, grad=100.0)  # (4 x 100)^2 > 65504
+    np.testing.assert_allclose(layer.weight.data, before - 0.1, atol=2e-3)
+
+
 def test_synchronize_lets_the_averaged_gradients_be_clipped():
     model = small_model(seed=0)
     recording = RecordingComm(comm)

@@ -98,6 +98,9 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_any_work(tmp_path, 
         with pytest.raises(UsageError, match=message):
             rundir.plan(TrainConfig(out=str(out), resume=resume), comm)
     assert (tmp_path / "afile").read_text() == "keep me"
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UsageError, match="is a symbolic link to nothing"):
+        rundir.plan(TrainConfig(out=str(tmp_path / "dangling"), resume=resume), comm)
 
 
 def test_resume_auto_without_a_checkpoint_starts_the_run(tmp_path):

@@ -68,6 +68,10 @@ def test_a_parameter_scaled_in_place_stays_registered_and_optimized():
         layer.bias -= 1
     assert layer.weight is weight and [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
     assert np.allclose(optimizer.flat_groups[0].data[:6], 0.5 * before.ravel())
+    assert layer.weight.data.base is optimizer.flat_groups[0].data
+    with pytest.raises(RuntimeError, match=r"in-place multiply on a parameter while gradients "
+                                           r"are recorded; do it inside .*no_grad"):
+        layer.weight *= 2
 
 
 def test_assignments_that_would_drop_a_parameter_or_module_are_errors():
@@ -80,7 +84,9 @@ def test_assignments_that_would_drop_a_parameter_or_module_are_errors():
     with pytest.raises(TypeError, match="cannot assign list as buffer 'running_mean'"):
         model[1].running_mean = [0.0, 0.0]
     model[1].running_mean = ndl.tensor([1.0, 2.0])  # a buffer holds the tensor's array
-    assert np.allclose(model.state_dict()["1.running_mean"], [1.0, 2.0])
+    model[1].num_batches_tracked = model[1].num_batches_tracked + 1  # a NumPy scalar
+    state = model.state_dict()
+    assert np.allclose(state["1.running_mean"], [1.0, 2.0]) and state["1.num_batches_tracked"] == 1
     model[0].bias = None
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "1.weight", "1.bias"]
 

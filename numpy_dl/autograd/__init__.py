@@ -3,7 +3,7 @@ import numpy as np
 
 from . import ops
 from .grad_mode import is_grad_enabled, no_grad
-from .tensor import Tensor, as_array, unbroadcast
+from .tensor import Tensor, unbroadcast
 
 
 def tensor(data, requires_grad=False, dtype=None):
@@ -22,26 +22,6 @@ def _reflected(op):
     return lambda self, other: op(other, self)
 
 
-def _in_place(ufunc, op):
-    """`t += x` and its kin, as in PyTorch where it matters: where no gradient is recorded
-    (under no_grad, or when neither side requires grad) the data changes in place, so a
-    Parameter stays the object its module and optimizer hold. A leaf that requires grad
-    cannot change in place while gradients are recorded. Inside a graph (`loss += term`)
-    the op is recorded out of place and the name rebound to its result."""
-    def apply(self, other):
-        recording = is_grad_enabled() and (
-            self.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
-        if not recording:
-            ufunc(self.data, as_array(other, self.dtype), out=self.data, casting="same_kind")
-            return self
-        if self.requires_grad and self.is_leaf:
-            raise RuntimeError(f"in-place {ufunc.__name__} on a leaf tensor that requires grad "
-                               f"(a parameter?) while gradients are recorded; do it inside "
-                               f"`with numpy_dl.no_grad():`")
-        return op(self, other)
-    return apply
-
-
 Tensor.__add__ = ops.add
 Tensor.__radd__ = _reflected(ops.add)
 Tensor.__sub__ = ops.sub
@@ -55,10 +35,6 @@ Tensor.__rpow__ = _reflected(ops.pow)
 Tensor.__matmul__ = ops.matmul
 Tensor.__rmatmul__ = _reflected(ops.matmul)
 Tensor.__neg__ = ops.neg
-Tensor.__iadd__ = _in_place(np.add, ops.add)
-Tensor.__isub__ = _in_place(np.subtract, ops.sub)
-Tensor.__imul__ = _in_place(np.multiply, ops.mul)
-Tensor.__itruediv__ = _in_place(np.true_divide, ops.div)
 Tensor.__getitem__ = ops.getitem
 Tensor.sum = ops.sum
 Tensor.mean = ops.mean

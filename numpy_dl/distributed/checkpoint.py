@@ -16,7 +16,7 @@ the format version and raises one CheckpointError on any mismatch or damage.
 
 A directory holds `checkpoint-<step>.npz` files (the `keep` most recently written) and
 `latest`, a text file naming the newest complete one (without it, as in a copy that lost
-it, the most recently written checkpoint counts as the latest). Every file is written to a
+it, the checkpoint of the highest step counts as the latest). Every file is written to a
 temporary file in the same directory, fsynced, renamed over its target and the directory
 fsynced, and `latest` moves only after its checkpoint is complete, so a writer killed at
 any moment leaves the previous checkpoint and `latest` valid.
@@ -161,16 +161,11 @@ def _prune(directory, keep, newest):
     for name in names:
         if _TEMPORARY_NAME.fullmatch(name):
             os.remove(os.path.join(directory, name))
-    checkpoints = [name for name in _by_write_time(directory, names) if name != newest]
+    checkpoints = [name for name in names if _CHECKPOINT_NAME.fullmatch(name) and name != newest]
+    checkpoints.sort(key=lambda name: (os.stat(os.path.join(directory, name)).st_mtime_ns,
+                                       int(_CHECKPOINT_NAME.fullmatch(name).group(1))))
     for name in checkpoints[:max(0, len(checkpoints) - (keep - 1))]:
         os.remove(os.path.join(directory, name))
-
-
-def _by_write_time(directory, names):
-    """The checkpoint files among `names`, oldest written first (ties by step)."""
-    checkpoints = [name for name in names if _CHECKPOINT_NAME.fullmatch(name)]
-    return sorted(checkpoints, key=lambda name: (os.stat(os.path.join(directory, name)).st_mtime_ns,
-                                                 int(_CHECKPOINT_NAME.fullmatch(name).group(1))))
 
 
 def _checksum(arrays):
@@ -185,8 +180,8 @@ def _checksum(arrays):
 # ---------------------------------------------------------------------------- loading
 def latest(directory, comm=None):
     """The path of the newest complete checkpoint in `directory` (what `latest` names, or
-    the most recently written checkpoint file when `latest` is missing), or None when there
-    is none yet. Collective."""
+    the checkpoint of the highest step when `latest` is missing), or None when there is
+    none yet. Collective."""
     return on_root(lambda: _latest_path(directory), resolve(comm))
 
 
@@ -196,10 +191,12 @@ def _latest_path(directory):
         with open(pointer) as file:
             name = file.read().strip()
     except FileNotFoundError:
-        # Files are renamed into place complete, so any of them is a valid checkpoint.
+        # Files are renamed into place complete, so any of them is a valid checkpoint; the
+        # step in the name survives a copy, where write times may not.
         names = os.listdir(directory) if os.path.isdir(directory) else []
-        written = _by_write_time(directory, names)
-        return os.path.join(directory, written[-1]) if written else None
+        steps = {int(match.group(1)): name for name in names
+                 if (match := _CHECKPOINT_NAME.fullmatch(name))}
+        return os.path.join(directory, steps[max(steps)]) if steps else None
     if not _CHECKPOINT_NAME.fullmatch(name):
         raise CheckpointError(f"{pointer} should name a checkpoint file, but holds {name!r}")
     path = os.path.join(directory, name)

@@ -10,6 +10,8 @@ def check_output_directory(path):
     """A UsageError unless `path` (an --out) is a directory or can be created as one."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--out {path} is a file; expected a directory")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UsageError(f"--out {path} is a symbolic link to nothing; expected a directory")
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)

@@ -44,7 +44,8 @@ class Module:
                             f"{kind} {name!r}; expected {expected} or None (to change a "
                             f"parameter's values, work in place inside numpy_dl.no_grad())")
         elif name in self._buffers:
-            value = value.data if isinstance(value, Tensor) else value
+            if isinstance(value, (Tensor, np.generic)):  # np.generic: arithmetic on a 0-d one
+                value = np.asarray(value.data if isinstance(value, Tensor) else value)
             if not isinstance(value, np.ndarray):
                 raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} "
                                 f"as buffer {name!r}; expected a NumPy array, a Tensor or None")

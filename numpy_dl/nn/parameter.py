@@ -1,7 +1,8 @@
 """Parameter: a leaf Tensor that a Module registers as learnable."""
 import numpy as np
 
-from ..autograd import Tensor
+from ..autograd import Tensor, is_grad_enabled
+from ..autograd.tensor import as_array
 
 
 class Parameter(Tensor):
@@ -33,6 +34,17 @@ class Parameter(Tensor):
     def grad(self, value):
         self.unsettled_grad = value
 
+    def __getstate__(self):
+        """Copies and pickles take the gradient as it truly is and no link to the
+        optimizer's buffers (a copy's views would no longer alias them)."""
+        return dict(vars(self), unsettled_grad=self.grad, flat_group=None)
+
+    def __setstate__(self, state):
+        if "grad" in state:  # pickled before `grad` became a property
+            state["unsettled_grad"] = state.pop("grad")
+        vars(self).update(state)
+        vars(self).setdefault("flat_group", None)
+
     def _fresh_grad(self, grad):
         slot = self.grad_slot
         if grad is slot:  # an op computed it in place (grad_destination)
@@ -47,3 +59,23 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
+
+
+def _in_place(ufunc):
+    """`p *= 0.5` and its kin under no_grad, as in PyTorch: the values change where they
+    live (in the optimizer's flat buffer too), so the parameter stays the object its
+    module and optimizer hold. (On other tensors `+=` rebinds the name to a new tensor,
+    which leaves any graph that saved the old one intact.)"""
+    def apply(self, other):
+        if is_grad_enabled() and (self.requires_grad or getattr(other, "requires_grad", False)):
+            raise RuntimeError(f"in-place {ufunc.__name__} on a parameter while gradients are "
+                               f"recorded; do it inside `with numpy_dl.no_grad():`")
+        ufunc(self.data, as_array(other, self.dtype), out=self.data, casting="same_kind")
+        return self
+    return apply
+
+
+Parameter.__iadd__ = _in_place(np.add)
+Parameter.__isub__ = _in_place(np.subtract)
+Parameter.__imul__ = _in_place(np.multiply)
+Parameter.__itruediv__ = _in_place(np.true_divide)

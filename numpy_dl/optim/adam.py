@@ -48,9 +48,9 @@ class Adam(Optimizer):
         np.multiply(grads, (1 - beta1) * grad_scale, out=scratch)
         exp_avg += scratch
         exp_avg_sq *= beta2
-        np.multiply(grads, grads, out=scratch)
-        scratch *= (1 - beta2) * grad_scale * grad_scale
-        exp_avg_sq += scratch
+        np.multiply(grads, math.sqrt(1 - beta2) * grad_scale, out=scratch)  # scaled first:
+        np.square(scratch, out=scratch)                 # a sum of N float16 gradients squared
+        exp_avg_sq += scratch                           # could overflow
 
         second_moment = exp_avg_sq
         if group["amsgrad"]:

@@ -35,9 +35,10 @@ class FlatGroup:
         for param, data_view, grad_view in zip(params, self.data_views, self.grad_views):
             np.copyto(data_view, param.data)
             param.data = data_view
+            grad = param.grad  # settled by the group that held it before, if any
             param.grad_slot, param.flat_group = grad_view, self
-            if param.grad is not None:
-                np.copyto(grad_view, param.grad)
+            if grad is not None:
+                np.copyto(grad_view, grad)
                 param.grad = grad_view
 
     def settle(self):
@@ -55,8 +56,10 @@ class FlatGroup:
             if param.data is not data_view:
                 np.copyto(data_view, param.data)
                 param.data = data_view
+            # As it stands (the update folds in pending_scale), unless another optimizer's
+            # group took the parameter over meanwhile: that one settles what it owes.
+            grad = param.unsettled_grad if param.flat_group is self else param.grad
             param.grad_slot, param.flat_group = grad_view, self
-            grad = param.unsettled_grad  # as it stands: the update folds in pending_scale
             if grad is not None:
                 if grad is not grad_view:
                     self.settle()  # a rebound gradient joins the others as they truly are
