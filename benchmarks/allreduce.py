@@ -38,20 +38,21 @@ WARMUP = 10
 def wrapper_averaging(make_model, comm, compression):
     """(untimed preparation, averaging) as `timed` takes them: the averaging that
     DistributedOptimizer.step() runs before the wrapped step, prepared by what a training
-    step does between two averagings (zero_grad(), a backward pass filling the gradient
-    buffer); and the bytes of its message, in float32 items."""
+    step does between two averagings (zero_grad(), a backward pass writing the gradients
+    into the flat buffer); and the size of its message, in float32 items."""
     model = make_model()
     optimizer = distributed.DistributedOptimizer(Adam(model.parameters()), comm=comm,
                                                  compression=compression)
-    rng = np.random.default_rng(comm.rank)
-    for param in model.parameters():
-        param.grad = rng.normal(size=param.shape).astype(np.float32)
-    optimizer.step()  # the gradients now live in the flat buffer
+    gradients = np.random.default_rng(comm.rank).normal(
+        size=sum(param.data.size for param in model.parameters())).astype(np.float32)
 
     def backward_pass():
         optimizer.zero_grad()
+        np.copyto(optimizer.flat_groups[0].grad, gradients)
         for param in model.parameters():
-            param.grad = param.grad_slot  # as a backward pass leaves them
+            param.grad = param.grad_slot
+    backward_pass()
+    optimizer.step()  # creates the optimizer's state, outside the timings
     return (backward_pass, optimizer._average_gradients), optimizer.flat_groups[0].message.size
 
 
@@ -82,9 +83,11 @@ def measure(make_model, comm, bare_comm, repeats):
     the wrapper with fp16 compression, with the median ratio wrapper / bare."""
     from mpi4py import MPI
     plain, size = wrapper_averaging(make_model, comm, None)
-    buffer = np.random.default_rng(comm.rank).normal(size=size).astype(np.float32)
-    pair = interleaved([lambda: bare_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM), plain],
-                       bare_comm.Barrier, repeats)
+    values = np.random.default_rng(comm.rank).normal(size=size).astype(np.float32)
+    buffer = np.empty_like(values)
+    bare = (lambda: np.copyto(buffer, values),  # written just before, as the wrapper's
+            lambda: bare_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM))
+    pair = interleaved([bare, plain], bare_comm.Barrier, repeats)
     compressed = interleaved([wrapper_averaging(make_model, comm, "fp16")[0]],
                              bare_comm.Barrier, repeats)
     times = np.concatenate([pair, compressed], axis=1)
