@@ -26,7 +26,7 @@ class Parameter(Tensor):
     def grad(self):
         """The gradient, with a scale its flat buffer still owes applied first (see
         optim/flat.py: a distributed optimizer defers its division by the rank count)."""
-        if self.flat_group is not None and self.flat_group.pending_scale != 1:
+        if self.flat_group is not None:
             self.flat_group.settle()
         return self.unsettled_grad
 

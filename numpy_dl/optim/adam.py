@@ -48,9 +48,10 @@ class Adam(Optimizer):
         np.multiply(grads, (1 - beta1) * grad_scale, out=scratch)
         exp_avg += scratch
         exp_avg_sq *= beta2
-        np.multiply(grads, math.sqrt(1 - beta2) * grad_scale, out=scratch)  # scaled first:
-        np.square(scratch, out=scratch)                 # a sum of N float16 gradients squared
-        exp_avg_sq += scratch                           # could overflow
+        # Scaled before squaring: the square of a sum of N float16 gradients could overflow.
+        np.multiply(grads, math.sqrt(1 - beta2) * grad_scale, out=scratch)
+        np.square(scratch, out=scratch)
+        exp_avg_sq += scratch
 
         second_moment = exp_avg_sq
         if group["amsgrad"]:
