@@ -206,30 +206,27 @@ def test_accumulates_k_passes_then_updates_once():
 
 
 @pytest.mark.parametrize("inner", [optim.Adam, optim.SGD])
-def test_the_division_by_the_rank_count_is_folded_into_the_update(inner):
-    """The buffer keeps the sum and owes 1/N; the update takes it into account, `.grad`
-    shows the average, and a backward after the step adds to the average."""
+def test_the_update_uses_the_average_which_grad_shows(inner):
+    """The update is the wrapped optimizer's on the averages, `.grad` shows the average,
+    and a backward after the step adds to the average."""
     model, eager = TwoHeads(), TwoHeads()
     optimizer = DistributedOptimizer(inner(model.parameters(), lr=0.1), comm=comm)
     reference = inner(eager.parameters(), lr=0.1)
     for each in (model, eager):
         each.loss(use_last=True).backward()
     optimizer.step()
-    flat = optimizer.flat_groups[0]
-    assert flat.pending_scale == 1.0 / comm.size
     eager.shared.grad = np.full(3, (comm.size + 1) / 2, np.float32)  # the averages
     eager.last.grad = np.full(2, 7.0, np.float32)
     reference.step()
     np.testing.assert_allclose(model.shared.data, eager.shared.data, rtol=1e-6)
     np.testing.assert_allclose(model.last.data, eager.last.data, rtol=1e-6)
     model.loss(use_last=False).backward()  # accumulates onto the average
-    assert flat.pending_scale == 1.0
     np.testing.assert_allclose(model.shared.grad, np.full(3, (comm.size + 1) / 2 + comm.rank + 1))
     np.testing.assert_allclose(model.last.grad, np.full(2, 7.0))
     optimizer.step()
     optimizer.zero_grad()
-    assert flat.pending_scale == 1.0 and model.shared.grad is None
-    model.loss(use_last=False).backward()  # a fresh gradient owes nothing
+    assert model.shared.grad is None
+    model.loss(use_last=False).backward()  # a fresh gradient is this rank's own
     np.testing.assert_allclose(model.shared.grad, np.full(3, comm.rank + 1))
 
 
@@ -242,7 +239,7 @@ class FourEqualRanks:
         return array
 
 
-def stepped_with_a_pending_scale(dtype=np.float32, grad=1.0):
+def stepped_on_four_ranks(dtype=np.float32, grad=1.0):
     layer = nn.Linear(2, 1)
     if dtype != np.float32:
         layer.weight, layer.bias = nn.Parameter(layer.weight.data.astype(dtype)), None
@@ -251,25 +248,24 @@ def stepped_with_a_pending_scale(dtype=np.float32, grad=1.0):
         param.grad = np.full(param.shape, grad, dtype)
     before = layer.weight.data.copy()
     optimizer.step()
-    assert optimizer.flat_groups[0].pending_scale == 0.25
     return layer, before
 
 
 def test_a_new_optimizer_or_a_copy_sees_the_averaged_gradients():
     import copy
     import pickle
-    layer, _ = stepped_with_a_pending_scale()
+    layer, _ = stepped_on_four_ranks()
     optim.SGD(layer.parameters(), lr=0.1)  # a second optimizer takes the parameters over
     np.testing.assert_array_equal(layer.weight.grad, [[1.0, 1.0]])
-    layer, _ = stepped_with_a_pending_scale()
+    layer, _ = stepped_on_four_ranks()
     copied, pickled = copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))
     for each in (copied, pickled, layer):
         np.testing.assert_array_equal(each.weight.grad, [[1.0, 1.0]])
-    assert copied.weight.flat_group is None
+    assert copied.weight.grad.base is not layer.weight.grad.base
 
 
-def test_a_pending_scale_never_overflows_float16_gradients():
-    layer, before = stepped_with_a_pending_scale(np.float16, grad=100.0)  # (4 x 100)^2 > 65504
+def test_float16_gradients_summed_over_ranks_do_not_overflow_adam():
+    layer, before = stepped_on_four_ranks(np.float16, grad=100.0)  # (4 x 100)^2 > 65504
     np.testing.assert_allclose(layer.weight.data, before - 0.1, atol=2e-3)
 
 

@@ -178,5 +178,9 @@ class Tensor:
         copy; None when there is none. Parameters offer their flat-buffer slot."""
         return None
 
-    def zero_grad(self):
-        self.grad = None
+    def zero_grad(self, set_to_none=True):
+        """Drop the gradient, or with set_to_none=False zero it where it lives."""
+        if set_to_none or self.grad is None:
+            self.grad = None
+        else:
+            self.grad[...] = 0

@@ -9,9 +9,7 @@ one on some rank counts as zeros there, and every parameter that has one on any 
 gets the average on every rank. Every rank therefore always makes the same collectives,
 whatever the data did to its graph.
 
-The division by the number of ranks is not a pass of its own: the buffer keeps the sum
-and owes the factor 1/N (`FlatGroup.pending_scale`), which Adam's update folds into the
-multiplications it makes anyway. Reading a parameter's `.grad` applies it first, so the
+The sum is divided by the number of ranks right after the all-reduce, in place, so the
 gradients anyone sees after step() or synchronize() are the averages, as in Horovod.
 
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm,
@@ -103,7 +101,6 @@ class DistributedOptimizer:
     def _average_gradients(self):
         scale = 1.0 / (self.comm.size * self.backward_passes_per_step)
         for index, flat in enumerate(self.optimizer.flat_groups):
-            flat.settle()  # a scale still owed from an earlier average (two steps, no backward)
             present = flat.gather()
             for where in np.flatnonzero(~present):
                 flat.grad[flat.slices[where]] = 0
@@ -113,8 +110,8 @@ class DistributedOptimizer:
                 param.grad = view if flag > 0 else None
 
     def _average(self, index, flat, scale):
-        """Sum the group's gradients and flags over the ranks in place; the gradients then
-        owe the factor `scale`, which the wrapped optimizer folds into its update."""
+        """Sum the group's gradients and flags over the ranks in place, and scale the
+        gradients by `scale` (1 / the number of terms in the sum)."""
         if self.compression == "fp16":
             message = self._fp16_messages.get(index)
             if message is None or message.size != flat.message.size:
@@ -124,7 +121,8 @@ class DistributedOptimizer:
             np.copyto(flat.message, message)
         else:
             self.comm.allreduce_(flat.message)
-            flat.pending_scale = scale
+            if scale != 1:
+                flat.grad *= flat.grad.dtype.type(scale)
 
     def __repr__(self):
         return (f"DistributedOptimizer(size={self.comm.size}, backward_passes_per_step="

@@ -135,10 +135,7 @@ class Module:
 
     def zero_grad(self, set_to_none=True):
         for param in self.parameters():
-            if set_to_none or param.grad is None:
-                param.grad = None
-            else:
-                param.grad[...] = 0
+            param.zero_grad(set_to_none)
 
     # ------------------------------------------------------------------ state
     def _named_state(self, prefix=""):

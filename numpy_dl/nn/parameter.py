@@ -11,39 +11,14 @@ class Parameter(Tensor):
     the whole model's gradients can be reduced or updated in a few vectorised calls.
 
     The slot is reused: after `zero_grad()` the next backward writes into the same memory,
-    so copy `.grad` (`p.grad.copy()`) to keep it across steps; after a distributed step,
-    read `.grad` anew rather than through an array kept from before it (see `grad`)."""
+    so copy `.grad` (`p.grad.copy()`) to keep it across steps."""
 
     def __init__(self, data, requires_grad=True):
         data = data.data if isinstance(data, Tensor) else np.asarray(data)
         if data.dtype.kind != "f":
             raise TypeError(f"Parameter needs floating-point data, got {data.dtype}")
-        self.flat_group = None  # the optim.flat.FlatGroup that holds grad_slot, if any
         super().__init__(data, requires_grad=requires_grad)
         self.grad_slot = None
-
-    @property
-    def grad(self):
-        """The gradient, with a scale its flat buffer still owes applied first (see
-        optim/flat.py: a distributed optimizer defers its division by the rank count)."""
-        if self.flat_group is not None:
-            self.flat_group.settle()
-        return self.unsettled_grad
-
-    @grad.setter
-    def grad(self, value):
-        self.unsettled_grad = value
-
-    def __getstate__(self):
-        """Copies and pickles take the gradient as it truly is and no link to the
-        optimizer's buffers (a copy's views would no longer alias them)."""
-        return dict(vars(self), unsettled_grad=self.grad, flat_group=None)
-
-    def __setstate__(self, state):
-        if "grad" in state:  # pickled before `grad` became a property
-            state["unsettled_grad"] = state.pop("grad")
-        vars(self).update(state)
-        vars(self).setdefault("flat_group", None)
 
     def _fresh_grad(self, grad):
         slot = self.grad_slot

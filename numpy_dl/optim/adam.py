@@ -1,8 +1,7 @@
 """Adam and AdamW with PyTorch's update rules and defaults.
 
 The update is written over 1-D float32 arrays with in-place ufuncs and one scratch
-buffer, so a whole model's step is about ten vectorised passes and no fresh memory; a
-pending gradient scale (a distributed optimizer's 1/N) rides along in two of them.
+buffer, so a whole model's step is about ten vectorised passes and no fresh memory.
 """
 import math
 
@@ -34,22 +33,21 @@ class Adam(Optimizer):
             self._scratch = np.empty(size, dtype=dtype)
         return self._scratch[:size]
 
-    def update(self, group, values, grads, state, step, grad_scale):
+    def update(self, group, values, grads, state, step):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         decay = group["weight_decay"]
         if decay and self.decoupled_weight_decay:
             values *= 1 - lr * decay
         elif decay:
-            grads, grad_scale = grads * grad_scale + decay * values, 1.0
+            grads = grads + decay * values
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         scratch = self._scratch_for(values.size, values.dtype)
 
         exp_avg *= beta1
-        np.multiply(grads, (1 - beta1) * grad_scale, out=scratch)
+        np.multiply(grads, 1 - beta1, out=scratch)
         exp_avg += scratch
         exp_avg_sq *= beta2
-        # Scaled before squaring: the square of a sum of N float16 gradients could overflow.
-        np.multiply(grads, math.sqrt(1 - beta2) * grad_scale, out=scratch)
+        np.multiply(grads, math.sqrt(1 - beta2), out=scratch)
         np.square(scratch, out=scratch)
         exp_avg_sq += scratch
 

@@ -6,12 +6,6 @@ passes and a distributed optimizer all-reduces every gradient in one message, wi
 packing copies. The gradient buffer is the head of `message`, whose tail holds one slot
 per parameter (`flags`): there a distributed optimizer says which parameters have a
 gradient, in the same all-reduce as the gradients themselves.
-
-`pending_scale`: a distributed optimizer leaves the all-reduced sum in the buffer and
-records 1/N here instead of dividing, since the division is a whole pass over the
-gradients that the optimizer's update can fold into its own passes. The gradients are
-`pending_scale * grad`; reading a Parameter's `.grad` applies the factor first (`settle`),
-so nobody outside sees the sum.
 """
 import numpy as np
 
@@ -24,46 +18,30 @@ class FlatGroup:
         dtype = dtypes.pop()
         sizes = [p.data.size for p in params]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        total = int(offsets[-1])
         self.params = params
         self.slices = [slice(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])]
-        self.data = np.empty(int(offsets[-1]), dtype=dtype)
-        self.message = np.zeros(int(offsets[-1]) + len(params), dtype=dtype)
-        self.grad, self.flags = self.message[:int(offsets[-1])], self.message[int(offsets[-1]):]
+        self.data = np.empty(total, dtype=dtype)
+        self.message = np.zeros(total + len(params), dtype=dtype)
+        self.grad, self.flags = self.message[:total], self.message[total:]
         self.data_views = [self.data[s].reshape(p.shape) for s, p in zip(self.slices, params)]
         self.grad_views = [self.grad[s].reshape(p.shape) for s, p in zip(self.slices, params)]
-        self.pending_scale = 1.0
-        for param, data_view, grad_view in zip(params, self.data_views, self.grad_views):
-            np.copyto(data_view, param.data)
-            param.data = data_view
-            grad = param.grad  # settled by the group that held it before, if any
-            param.grad_slot, param.flat_group = grad_view, self
-            if grad is not None:
-                np.copyto(grad_view, grad)
-                param.grad = grad_view
-
-    def settle(self):
-        """Apply a pending scale, so that the buffer holds the gradients themselves."""
-        if self.pending_scale != 1:
-            self.grad *= self.grad.dtype.type(self.pending_scale)
-            self.pending_scale = 1.0
+        self.gather()
 
     def gather(self):
-        """Make every parameter's value and gradient live in the buffers again (after a
-        user rebound `.data` or `.grad`); return which parameters have a gradient."""
+        """Make every parameter's value and gradient live in the buffers (again, after a
+        user rebound `.data` or `.grad`, or another optimizer took the parameter over);
+        return which parameters have a gradient."""
         present = np.zeros(len(self.params), dtype=bool)
         for i, (param, data_view, grad_view) in enumerate(
                 zip(self.params, self.data_views, self.grad_views)):
             if param.data is not data_view:
                 np.copyto(data_view, param.data)
                 param.data = data_view
-            # As it stands (the update folds in pending_scale), unless another optimizer's
-            # group took the parameter over meanwhile: that one settles what it owes.
-            grad = param.unsettled_grad if param.flat_group is self else param.grad
-            param.grad_slot, param.flat_group = grad_view, self
-            if grad is not None:
-                if grad is not grad_view:
-                    self.settle()  # a rebound gradient joins the others as they truly are
-                    np.copyto(grad_view, grad)
+            param.grad_slot = grad_view
+            if param.grad is not None:
+                if param.grad is not grad_view:
+                    np.copyto(grad_view, param.grad)
                     param.grad = grad_view
                 present[i] = True
         return present

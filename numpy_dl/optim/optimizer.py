@@ -1,11 +1,9 @@
 """Optimizer base: param groups, flat state, the step loop and state_dict.
 
 A subclass names its per-parameter state arrays (`state_names`) and writes one
-`update(group, values, grads, state, step, grad_scale)` over 1-D arrays, where the
-gradients are `grad_scale * grads` (1 except right after a distributed optimizer's sum,
-whose division by the rank count the update folds into its own passes). The base calls it
-once per contiguous run of parameters that share a step count, which is the whole model
-in one call unless some parameters skipped steps (no gradient).
+`update(group, values, grads, state, step)` over 1-D arrays. The base calls it once per
+contiguous run of parameters that share a step count, which is the whole model in one
+call unless some parameters skipped steps (no gradient).
 """
 import numpy as np
 
@@ -62,13 +60,7 @@ class Optimizer:
     def zero_grad(self, set_to_none=True):
         for group in self.param_groups:
             for param in group["params"]:
-                if set_to_none or param.grad is None:
-                    param.grad = None
-                else:
-                    param.grad[...] = 0
-        if set_to_none:
-            for flat in self._flat:  # no gradient left to owe a scale to
-                flat.pending_scale = 1.0
+                param.zero_grad(set_to_none)
 
     def step(self):
         for index, (group, flat) in enumerate(zip(self.param_groups, self._flat)):
@@ -77,10 +69,9 @@ class Optimizer:
             state["step"][present] += 1
             for run, step in flat.runs(present, state["step"]):
                 run_state = {name: state[name][run] for name in self.state_names}
-                self.update(group, flat.data[run], flat.grad[run], run_state, int(step),
-                            flat.pending_scale)
+                self.update(group, flat.data[run], flat.grad[run], run_state, int(step))
 
-    def update(self, group, values, grads, state, step, grad_scale):
+    def update(self, group, values, grads, state, step):
         raise NotImplementedError(f"{type(self).__name__} must define update()")
 
     # ------------------------------------------------------------------ state

@@ -17,10 +17,10 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
-    def update(self, group, values, grads, state, step, grad_scale):
-        direction = grads if grad_scale == 1 else grads * grad_scale
+    def update(self, group, values, grads, state, step):
+        direction = grads
         if group["weight_decay"]:
-            direction = direction + group["weight_decay"] * values
+            direction = grads + group["weight_decay"] * values
         momentum = group["momentum"]
         if momentum:
             buffer = state["momentum_buffer"]
