@@ -23,8 +23,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from numpy_dl import distributed, models  # noqa: E402
+from numpy_dl import distributed, models, runtime  # noqa: E402
 from numpy_dl.optim import Adam  # noqa: E402
+
+runtime.keep_freed_memory()  # as the launcher does
 
 MODELS = {
     "ae": lambda: models.Autoencoder(784, [512, 256], 64),

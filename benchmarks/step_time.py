@@ -25,9 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy_dl as ndl  # noqa: E402
 from numpy_dl import functional as F  # noqa: E402
-from numpy_dl import models  # noqa: E402
+from numpy_dl import models, runtime  # noqa: E402
 from numpy_dl.loss import MSELoss, VAELoss  # noqa: E402
 from numpy_dl.optim import Adam  # noqa: E402
+
+# As the launcher does; it tunes the process, so PyTorch's side runs with it too.
+runtime.keep_freed_memory()
 
 MODELS = {
     "ae": (lambda: models.Autoencoder(784, [512, 256], 64), (784,)),

@@ -1,13 +1,11 @@
 """numpy_dl: a deep-learning framework in NumPy whose flagship models are autoencoders,
 trained data-parallel over MPI."""
-from . import _malloc, functional
+from . import functional
 from .autograd import Tensor, no_grad, is_grad_enabled, ops, tensor
 from .functional import one_hot
 from .random import get_rng_state, manual_seed, set_rng_state
 
 __version__ = "0.1.0"
-
-_malloc.keep_freed_memory()
 
 cat = ops.cat
 stack = ops.stack

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import numpy_dl as ndl
-from numpy_dl import _launcher_env, distributed, nn
+from numpy_dl import distributed, runtime, nn
 
 WORLD = distributed.init()
-UNDER_MPI = _launcher_env.started_by_mpi()
+UNDER_MPI = runtime.started_by_mpi()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(ndl.__file__)))
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_scripts")
 

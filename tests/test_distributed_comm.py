@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from numpy_dl import _launcher_env, distributed
+from numpy_dl import distributed, runtime
 from numpy_dl.distributed import communicator
 
 from distributed_helpers import WORLD, not_under_mpi, on_every_rank, output_of, run
@@ -15,7 +15,7 @@ comm = WORLD
 
 def test_init_returns_one_world_matching_the_launcher():
     assert distributed.init() is comm
-    assert (comm.rank, comm.size) == _launcher_env.rank_and_size()
+    assert (comm.rank, comm.size) == runtime.rank_and_size()
     assert comm.is_main == (comm.rank == 0)
     assert comm.ranks_per_node in range(1, comm.size + 1)
 

@@ -1,5 +1,5 @@
 """The launcher's parts, in process: picture sizes, evaluation shards, the models'
-common interface, the run directory's rules and the BLAS thread share."""
+common interface and the run directory's rules."""
 import io
 from types import SimpleNamespace
 
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from numpy_dl import models
-from numpy_dl.distributed import SingleProcessCommunicator, blas_threads, checkpoint
+from numpy_dl.distributed import SingleProcessCommunicator, checkpoint
 from numpy_dl.launch import images, inputs, rundir
 from numpy_dl.launch.config import TrainConfig
 from numpy_dl.launch.console import Console
@@ -147,24 +147,6 @@ def test_an_error_on_one_rank_alone_aborts_the_job(capsys):
     Console(world).fail(RunError("disk full"))
     assert world.aborted == 1
     assert capsys.readouterr().err == "[rank 2] numpy_dl: error: disk full; aborting all 4 ranks\n"
-
-
-def test_blas_threads_default_to_a_share_of_the_cores(monkeypatch):
-    monkeypatch.setattr(blas_threads, "available_cores", lambda: 8)
-    assert [blas_threads.default_threads(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
-
-
-@pytest.mark.parametrize("variable", [None] + list(blas_threads.THREAD_VARIABLES))
-def test_a_rank_shares_the_cores_unless_a_thread_variable_is_set(monkeypatch, variable):
-    set_to = []
-    monkeypatch.setattr(blas_threads, "threadpool_limits", lambda limits, user_api: set_to.append(limits))
-    monkeypatch.setattr(blas_threads, "available_cores", lambda: 8)
-    for name in blas_threads.THREAD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    if variable:
-        monkeypatch.setenv(variable, "3")
-    assert blas_threads.share_cores_unless_chosen(4) == (None if variable else 2)
-    assert set_to == ([] if variable else [2])
 
 
 def test_a_run_stores_its_data_files_by_absolute_path(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .. import _launcher_env
+from .. import runtime
 
 
 class DistributedSampler:
@@ -18,7 +18,7 @@ class DistributedSampler:
 
     def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
                  drop_last=False):
-        world_rank, world_size = _launcher_env.rank_and_size()
+        world_rank, world_size = runtime.rank_and_size()
         self.num_replicas = world_size if num_replicas is None else int(num_replicas)
         self.rank = world_rank if rank is None else int(rank)
         if self.num_replicas < 1 or not 0 <= self.rank < self.num_replicas:

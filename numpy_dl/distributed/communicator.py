@@ -22,8 +22,7 @@ import sys
 import cloudpickle
 import numpy as np
 
-from .. import _launcher_env
-from .blas_threads import share_cores_unless_chosen
+from .. import runtime
 from .failure import install_failure_handlers
 
 REDUCE_OPS = ("sum", "min", "max")
@@ -120,13 +119,13 @@ def init(stall_timeout=None, abort_on_exception=True):
     global _world
     if _world is not None:
         return _world
-    if not _launcher_env.started_by_mpi():
+    if not runtime.started_by_mpi():
         _world = SingleProcessCommunicator()
         return _world
     from .mpi_communicator import MPICommunicator  # imports mpi4py, which initialises MPI
     timeout = stall_timeout_from_env() if stall_timeout is None else float(stall_timeout)
     _world = MPICommunicator(stall_timeout=timeout)
-    share_cores_unless_chosen(_world.ranks_per_node)
+    runtime.share_cores(_world.ranks_per_node)
     if abort_on_exception:
         install_failure_handlers(_world)
     return _world

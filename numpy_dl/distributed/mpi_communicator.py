@@ -2,8 +2,9 @@
 
 It works on a Clone() of COMM_WORLD, so messages a user sends on COMM_WORLD can never be
 matched with ours. Arrays move with the buffer-based calls (Allreduce with IN_PLACE,
-Bcast: no pickling, no copies); Python objects with cloudpickle as mpi4py's pickler, so
-lambdas and locally defined classes travel too.
+Bcast: no pickling, no copies); Python objects are pickled with cloudpickle here, so
+lambdas and locally defined classes travel too, and mpi4py's own pickler (which a user's
+code in the same process may rely on) is left as it is.
 
 Every collective records "entered collective #n (name) at step s at time t" while it
 waits, which the stall watchdog reads from its own thread.
@@ -18,8 +19,6 @@ from mpi4py import MPI
 
 from .communicator import Communicator
 from .watchdog import StallWatchdog
-
-MPI.pickle.__init__(cloudpickle.dumps, cloudpickle.loads)
 
 _OPS = {"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}
 
@@ -68,12 +67,14 @@ class MPICommunicator(Communicator):
     def bcast_object(self, obj, root=0):
         self._check_root("bcast_object", root)
         with self._collective("bcast_object"):
-            return self._comm.bcast(obj, root=root)
+            sent = cloudpickle.dumps(obj) if self.rank == root else None
+            return cloudpickle.loads(self._comm.bcast(sent, root=root))
 
     def gather_object(self, obj, root=0):
         self._check_root("gather_object", root)
         with self._collective("gather_object"):
-            return self._comm.gather(obj, root=root)
+            parts = self._comm.gather(cloudpickle.dumps(obj), root=root)
+        return None if parts is None else [cloudpickle.loads(part) for part in parts]
 
     def barrier(self):
         with self._collective("barrier"):

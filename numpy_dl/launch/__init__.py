@@ -7,6 +7,7 @@ cli (argparse and dispatch), config (the training options, TOML in and out), tra
 training loop), commands (the commands that read a checkpoint), info, evaluate (work
 shared over the ranks without double counting), modeling (one interface over the five
 models), inputs (datasets and splits), rundir (the run directory), images (PNGs),
-progress (bar or log lines), console (who prints what), threads (BLAS threads per rank),
-errors (one-line failures and exit codes), files (atomic writes).
+progress (bar or log lines), console (who prints what), errors (one-line failures and
+exit codes), files (output directories and files). Process settings (BLAS threads, the
+allocator) are numpy_dl.runtime's.
 """

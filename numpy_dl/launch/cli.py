@@ -16,8 +16,7 @@ import difflib
 import os
 import sys
 
-from .. import distributed
-from ..distributed.blas_threads import limit_blas_threads
+from .. import distributed, runtime
 from . import commands, info, train
 from . import config as options
 from .console import Console
@@ -170,6 +169,7 @@ def train_layers(args):
 
 def main(argv=None):
     """Run one command; returns the exit code (0, 1 for a failed run, 2 for a usage error)."""
+    runtime.keep_freed_memory()
     comm = distributed.init()
     if not comm.is_main:  # rank 0 alone prints output (argparse's --help included)
         sys.stdout = open(os.devnull, "w")
@@ -181,7 +181,7 @@ def main(argv=None):
             layers = train_layers(args) if args.command == "train" else None
         if args.command == "train":
             return train.run(layers, comm, console)
-        limit_blas_threads(args.threads, comm.ranks_per_node)
+        runtime.set_blas_threads(args.threads, comm.ranks_per_node)
         if args.command == "info":
             return info.run(args, comm, console)
         return commands.COMMANDS[args.command](args, comm, console)

@@ -13,8 +13,7 @@ import numpy as np
 
 import numpy_dl
 from ..distributed import SingleProcessCommunicator
-from ..distributed.blas_threads import available_cores, default_threads
-from .threads import blas_libraries
+from ..runtime import available_cores, blas_libraries, default_threads
 
 
 def run(args, comm, console):

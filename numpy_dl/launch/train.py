@@ -23,10 +23,9 @@ import time
 import numpy as np
 
 import numpy_dl as ndl
-from .. import distributed, models, optim
+from .. import distributed, models, optim, runtime
 from ..data import DataLoader, DistributedSampler, TensorDataset
 from ..distributed import checkpoint
-from ..distributed.blas_threads import limit_blas_threads
 from . import config as options
 from . import images, inputs, rundir
 from .errors import RunError, UsageError, together
@@ -42,7 +41,7 @@ def run(layers, comm, console):
     """Train as the (source, {option: value}) layers say; returns the exit code."""
     with together(comm):
         config = options.resolve(*layers)
-    threads = limit_blas_threads(config.threads, comm.ranks_per_node)
+    threads = runtime.set_blas_threads(config.threads, comm.ranks_per_node)
     with together(comm):
         run_dir, resume_from = rundir.plan(config, comm)
         saved = checkpoint.load(resume_from, comm) if resume_from else None
