@@ -12,7 +12,7 @@ import pytest
 import numpy_dl as ndl
 from numpy_dl import distributed, optim
 from numpy_dl.distributed import DistributedOptimizer, checkpoint
-from numpy_dl.distributed.checkpoint import CheckpointError
+from numpy_dl.checkpoint import CheckpointError, _checksum
 
 from distributed_helpers import (WORLD, digest, global_batch, local_part, mse, needs_mpirun,
                                  not_under_mpi, on_every_rank, output_of, run_script,
@@ -91,7 +91,7 @@ def test_file_is_one_npz_readable_without_pickle(tmp_path):
         assert metadata["optimizer"]["type"] == "Adam"
         assert metadata["optimizer"]["param_groups"][0]["betas"] == [0.9, 0.999]
         assert metadata["world_size"] == comm.size == len(metadata["rng_states"])
-        assert metadata["arrays_sha256"] == checkpoint._checksum(arrays)
+        assert metadata["arrays_sha256"] == _checksum(arrays)
 
 
 def test_keeps_the_last_k_and_points_at_the_newest(tmp_path):
@@ -230,3 +230,36 @@ def test_a_file_that_is_no_archive_is_named_as_such_never_suggesting_pickle(tmp_
     with pytest.raises(CheckpointError, match="not a NumPy .npz archive") as error:
         checkpoint.load(path, comm)
     assert "pickle" not in str(error.value)
+
+
+# ---------------------------------------------------------------------------- one process
+def test_the_file_layer_works_without_a_communicator(tmp_path):
+    from numpy_dl import checkpoint as files
+    model = small_model(seed=3)
+    optimizer = optim.Adam(model.parameters(), lr=1e-2)
+    mse(model, *global_batch(0, 4)).backward()
+    optimizer.step()
+    assert files.latest(tmp_path) is None
+    path = files.save(tmp_path, model, optimizer, epoch=1, step=7)
+    loaded = files.load(files.latest(tmp_path))
+    assert loaded.path == path and loaded.step == 7 and loaded.metadata["world_size"] == 1
+    fresh = small_model(seed=4)
+    fresh_optimizer = optim.Adam(fresh.parameters(), lr=1e-2)
+    files.restore(loaded, fresh, fresh_optimizer)
+    assert digest(fresh.state_dict()) == digest(model.state_dict())
+    assert fresh_optimizer.state_dict()["state"][0]["step"] == 1
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_whole(tmp_path):
+    from numpy_dl.checkpoint import write_atomically
+    target = tmp_path / "file.txt"
+    write_atomically(target, b"old\n")
+
+    def fail_halfway(file):
+        file.write(b"ne")
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, fail_halfway)
+    assert target.read_bytes() == b"old\n" and os.listdir(tmp_path) == ["file.txt"]
+    write_atomically(target, lambda file: file.write(b"new\n"))
+    assert target.read_bytes() == b"new\n"

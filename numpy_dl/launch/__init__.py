@@ -8,6 +8,6 @@ training loop), commands (the commands that read a checkpoint), info, evaluate (
 shared over the ranks without double counting), modeling (one interface over the five
 models), inputs (datasets and splits), rundir (the run directory), images (PNGs),
 progress (bar or log lines), console (who prints what), errors (one-line failures and
-exit codes), files (output directories and files). Process settings (BLAS threads, the
+exit codes). Process settings (BLAS threads, the
 allocator) are numpy_dl.runtime's.
 """

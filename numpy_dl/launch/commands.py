@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..autograd import no_grad
+from ..checkpoint import write_atomically
 from ..distributed import checkpoint, on_root
 from . import config as options
 from . import images, inputs, rundir
 from .errors import RunError, UsageError, together
 from .evaluate import map_rows, squared_errors
-from .files import check_output_directory, write_atomically
 from .modeling import Autoencoding
 
 
@@ -46,7 +46,7 @@ def open_checkpoint(args, command, comm):
             raise RunError(f"checkpoint {path} holds a model that cannot be rebuilt: {error}")
         model.eval()
         out = args.out or os.path.join(rundir.run_of(path), command)
-        on_root(lambda: check_output_directory(out), comm)
+        on_root(lambda: rundir.check_output_directory(out), comm)
         return Trained(path, Autoencoding(model, image_shape(saved)),
                        options.from_checkpoint(saved), out)
 

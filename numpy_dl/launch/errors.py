@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from ..data.datasets import DatasetError
 from ..distributed import raise_together
-from ..distributed.checkpoint import CheckpointError
+from ..checkpoint import CheckpointError
 
 
 class LaunchError(Exception):

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .files import write_atomically
+from ..checkpoint import write_atomically
 
 CELL = 32
 BORDER = 2

@@ -15,9 +15,9 @@ import json
 import os
 import time
 
+from ..checkpoint import write_atomically
 from ..distributed import checkpoint, on_root
 from .errors import UsageError
-from .files import check_output_directory, write_atomically
 
 
 class RunDirectory:
@@ -94,6 +94,21 @@ def _require_empty(path):
         raise UsageError(f"run directory {path} is not empty (it holds "
                          f"{', '.join(sorted(os.listdir(path))[:4])}); pass --resume auto to "
                          f"continue the run in it, or choose a new --out")
+
+
+def check_output_directory(path):
+    """A UsageError unless `path` (an --out) is a directory or can be created as one."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--out {path} is a file; expected a directory")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UsageError(f"--out {path} is a symbolic link to nothing; expected a directory")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out {path} cannot be created: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {path} cannot be written: no write permission in {existing}")
 
 
 def find_checkpoint(path, comm):

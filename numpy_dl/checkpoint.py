@@ -1,0 +1,286 @@
+"""Checkpoints as files: the format, its validation, and the one atomic writer.
+
+Everything here works in one process; `numpy_dl.distributed.checkpoint` adds the
+collective versions (rank 0 does the file work, every rank gets the result).
+
+A checkpoint file is read with `np.load(path, allow_pickle=False)`, so loading one from an
+untrusted source cannot run code. It holds:
+    model/<name>                      the model's state_dict (parameters and buffers)
+    optimizer/state/<index>/<name>    the optimizer's per-parameter state in PyTorch's
+                                      layout (index: position across all param groups),
+                                      `step` included
+    metadata                          a uint8 array of UTF-8 JSON: format, format_version,
+                                      numpy_dl_version, model {name, config}, epoch, step,
+                                      data_position, config, optimizer {type, param_groups}
+                                      (hyper-parameters), scheduler, world_size,
+                                      rng_states (one per rank), created, arrays_sha256
+`arrays_sha256` covers every array's name, dtype, shape and bytes; loading checks it and
+the format version and raises one CheckpointError on any mismatch or damage.
+
+A directory holds `checkpoint-<step>.npz` files (the `keep` most recently written) and
+`latest`, a text file naming the newest complete one (without it, as in a copy that lost
+it, the checkpoint of the highest step counts as the latest). Every file is written by
+`write_atomically`, and `latest` moves only after its checkpoint is complete, so a writer
+killed at any moment leaves the previous checkpoint and `latest` valid.
+
+    path = checkpoint.save(run_dir, model, optimizer, epoch=3, step=1200, config=cfg)
+    ckpt = checkpoint.load(checkpoint.latest(run_dir))   # latest -> None if none yet
+    checkpoint.restore(ckpt, model, optimizer, scheduler)
+    model = checkpoint.build_model(ckpt)      # from numpy_dl.models, without the config
+"""
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from . import random as ndl_random
+
+FORMAT = "numpy_dl.checkpoint"
+FORMAT_VERSION = 1
+POINTER = "latest"
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)\.npz")
+_TEMPORARY_NAME = re.compile(r"\.(checkpoint-\d+\.npz|latest)\.tmp")
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, damaged, or of a format this numpy_dl does not read."""
+
+
+@dataclass
+class Checkpoint:
+    path: str
+    metadata: dict
+    model_state: dict            # name -> array, as Module.state_dict()
+    optimizer_state: dict        # Optimizer.state_dict() layout, or None
+
+    epoch = property(lambda self: self.metadata["epoch"])
+    step = property(lambda self: self.metadata["step"])
+    config = property(lambda self: self.metadata["config"])
+    data_position = property(lambda self: self.metadata["data_position"])
+    scheduler_state = property(lambda self: self.metadata["scheduler"])
+    model_name = property(lambda self: self.metadata["model"]["name"])
+    model_config = property(lambda self: self.metadata["model"]["config"])
+
+
+# ---------------------------------------------------------------------------- writing
+def write_atomically(path, contents):
+    """Write `contents` (bytes, or a function that writes to a binary file) to a
+    temporary file in the same directory, fsync it, rename it over `path` and fsync the
+    directory: `path` is always the old complete file or the new complete one, also
+    after a crash or a power cut."""
+    directory, name = os.path.split(os.fspath(path))
+    temporary = os.path.join(directory, f".{name}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            if callable(contents):
+                contents(file)
+            else:
+                file.write(contents)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+    descriptor = os.open(directory or ".", os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def save(directory, model, optimizer=None, *, epoch=0, step=0, config=None,
+         data_position=None, scheduler_state=None, rng_states=None, keep=3):
+    """Write a checkpoint of `model` (and `optimizer`) into `directory`; return its path.
+    `step` is the global step count and names the file; config, data_position and
+    scheduler_state (e.g. `scheduler.state_dict()`) are stored as JSON; `rng_states` is
+    one RNG state per rank (default: this process's). Keeps the `keep` most recently
+    written checkpoints."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"checkpoint.save: keep must be an integer >= 1, got {keep!r}")
+    if int(step) < 0 or int(epoch) < 0:
+        raise ValueError(f"checkpoint.save: epoch and step must be >= 0, got {epoch}, {step}")
+    rng_states = [ndl_random.get_rng_state()] if rng_states is None else list(rng_states)
+    arrays, optimizer_metadata = _arrays(model, optimizer)
+    metadata = dict(format=FORMAT, format_version=FORMAT_VERSION, numpy_dl_version=__version__,
+                    model={"name": type(model).__name__, "config": getattr(model, "config", None)},
+                    optimizer=optimizer_metadata, epoch=int(epoch), step=int(step),
+                    config=config, data_position=data_position, scheduler=scheduler_state,
+                    world_size=len(rng_states), rng_states=rng_states,
+                    created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                    arrays_sha256=_checksum(arrays))
+    try:
+        text = json.dumps(metadata, default=_plain)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"checkpoint.save: the metadata must be plain data (numbers, strings, "
+                        f"lists, dicts): {exc}") from None
+    arrays["metadata"] = np.frombuffer(text.encode(), dtype=np.uint8)
+    name = f"checkpoint-{int(step):09d}.npz"
+    path = os.path.join(directory, name)
+    os.makedirs(directory or ".", exist_ok=True)
+    write_atomically(path, lambda file: np.savez(file, **arrays))
+    write_atomically(os.path.join(directory, POINTER), f"{name}\n".encode())
+    _prune(directory, keep, newest=name)
+    return path
+
+
+def _arrays(model, optimizer):
+    """({key: array} of the model's and optimizer's state, the optimizer's metadata)."""
+    arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
+    if optimizer is None:
+        return arrays, None
+    state = optimizer.state_dict()
+    for index, entry in state["state"].items():
+        arrays.update((f"optimizer/state/{index}/{name}", np.asarray(value))
+                      for name, value in entry.items())
+    wrapped = getattr(optimizer, "optimizer", optimizer)  # a DistributedOptimizer's own
+    return arrays, {"type": type(wrapped).__name__, "param_groups": state["param_groups"]}
+
+
+def _plain(value):
+    """JSON for the NumPy scalars and arrays that creep into configs."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{value!r} of type {type(value).__name__} is not JSON-serializable")
+
+
+def _prune(directory, keep, newest):
+    """Delete all but the `keep` most recently written checkpoints (never `newest`), and
+    temporary files left by a writer that was killed."""
+    names = os.listdir(directory)
+    for name in names:
+        if _TEMPORARY_NAME.fullmatch(name):
+            os.remove(os.path.join(directory, name))
+    checkpoints = [name for name in names if _CHECKPOINT_NAME.fullmatch(name) and name != newest]
+    checkpoints.sort(key=lambda name: (os.stat(os.path.join(directory, name)).st_mtime_ns,
+                                       int(_CHECKPOINT_NAME.fullmatch(name).group(1))))
+    for name in checkpoints[:max(0, len(checkpoints) - (keep - 1))]:
+        os.remove(os.path.join(directory, name))
+
+
+def _checksum(arrays):
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name], order="C")
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- reading
+def latest(directory):
+    """The path of the newest complete checkpoint in `directory` (what `latest` names, or
+    the checkpoint of the highest step when `latest` is missing), or None when there is
+    none yet."""
+    pointer = os.path.join(directory, POINTER)
+    try:
+        with open(pointer) as file:
+            name = file.read().strip()
+    except FileNotFoundError:
+        # Files are renamed into place complete, so any of them is a valid checkpoint; the
+        # step in the name survives a copy, where write times may not.
+        names = os.listdir(directory) if os.path.isdir(directory) else []
+        steps = {int(match.group(1)): name for name in names
+                 if (match := _CHECKPOINT_NAME.fullmatch(name))}
+        return os.path.join(directory, steps[max(steps)]) if steps else None
+    if not _CHECKPOINT_NAME.fullmatch(name):
+        raise CheckpointError(f"{pointer} should name a checkpoint file, but holds {name!r}")
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{pointer} names {name}, which does not exist")
+    return path
+
+
+def load(path):
+    """Read and verify a checkpoint; raises CheckpointError when the file is missing,
+    damaged, or of another format version."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        # NumPy's own words for a non-archive suggest loading it with pickle: never.
+        detail = "" if "pickle" in str(exc) else f": {exc}"
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a NumPy .npz archive, "
+                              f"or truncated or damaged){detail}") from None
+    try:
+        metadata = json.loads(arrays.pop("metadata").tobytes().decode())
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path} has no readable metadata record: {exc}") from None
+    if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} is of format {metadata.get('format')!r} version "
+                              f"{metadata.get('format_version')}; this numpy_dl reads {FORMAT!r} "
+                              f"version {FORMAT_VERSION}")
+    if _checksum(arrays) != metadata.get("arrays_sha256"):
+        raise CheckpointError(f"{path} is damaged: its arrays do not match the checksum "
+                              f"written with them")
+    model_state, optimizer_state = {}, {}
+    for key, value in arrays.items():
+        section, _, name = key.partition("/")
+        if section == "model":
+            model_state[name] = value
+        elif section == "optimizer" and name.startswith("state/"):
+            _, index, state_name = name.split("/", 2)
+            entry = optimizer_state.setdefault(int(index), {})
+            entry[state_name] = int(value) if state_name == "step" else value
+        else:
+            raise CheckpointError(f"{path} holds an unexpected array {key!r}")
+    optimizer = None
+    if metadata["optimizer"] is not None:
+        optimizer = {"state": optimizer_state,
+                     "param_groups": [_hyper_parameters(g)
+                                      for g in metadata["optimizer"]["param_groups"]]}
+    return Checkpoint(path, metadata, model_state, optimizer)
+
+
+def _hyper_parameters(group):
+    """A param group back from JSON: its sequences (betas) were tuples; `params` a list."""
+    return {key: tuple(value) if isinstance(value, list) and key != "params" else value
+            for key, value in group.items()}
+
+
+# ---------------------------------------------------------------------------- resuming
+def restore(checkpoint, model, optimizer=None, scheduler=None, rank=0, world_size=1):
+    """Load a Checkpoint into `model` (and `optimizer`, `scheduler`), and numpy_dl's RNG
+    state: rank `rank`'s own when `world_size` is the one that saved (so the run
+    continues exactly), otherwise left as it is, with a warning from rank 0."""
+    model.load_state_dict(checkpoint.model_state)
+    if optimizer is not None:
+        if checkpoint.optimizer_state is None:
+            raise CheckpointError(f"{checkpoint.path} holds no optimizer state")
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+    if scheduler is not None:
+        if checkpoint.scheduler_state is None:
+            raise CheckpointError(f"{checkpoint.path} holds no scheduler state")
+        scheduler.load_state_dict(checkpoint.scheduler_state)
+    rng_states = checkpoint.metadata["rng_states"]
+    if len(rng_states) == world_size:
+        ndl_random.set_rng_state(rng_states[rank])
+    elif rank == 0:
+        warnings.warn(f"{checkpoint.path} was written by {len(rng_states)} ranks and resumes "
+                      f"on {world_size}: the random streams start afresh, so the run is not "
+                      f"bitwise the one it would have been", stacklevel=2)
+
+
+def build_model(checkpoint):
+    """The model the checkpoint holds, rebuilt with numpy_dl.models.build from its class
+    name and constructor arguments, with the checkpoint's weights."""
+    if checkpoint.model_config is None:
+        raise CheckpointError(f"{checkpoint.path} holds a {checkpoint.model_name} without a "
+                              f"`config`, so it cannot be rebuilt from the checkpoint alone; "
+                              f"build the model and call restore()")
+    from . import models
+    model = models.build(checkpoint.model_name, **checkpoint.model_config)
+    model.load_state_dict(checkpoint.model_state)
+    return model
