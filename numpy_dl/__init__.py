@@ -1,7 +1,8 @@
 """numpy_dl: a deep-learning framework in NumPy whose flagship models are autoencoders,
 trained data-parallel over MPI."""
 from . import functional
-from .autograd import Tensor, no_grad, is_grad_enabled, ops, tensor
+from .autograd import Tensor, is_grad_enabled, no_grad, ops
+from .autograd.tensor import tensor
 from .functional import one_hot
 from .random import get_rng_state, manual_seed, set_rng_state
 

@@ -49,7 +49,7 @@ def linear(x, weight, bias=None):
             gb = g2.sum(axis=0, out=_destination(bias, (x, weight)))
         return gx, gw, gb
     parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor._make(out, parents, backward)
+    return Tensor._make(out, parents, backward, "linear")
 
 
 def _destination(param, other_parents):
@@ -157,7 +157,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             return gx, gw
         return gx, gw, (g2.sum(axis=0) if bias.requires_grad else None)
     parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor._make(out.reshape(n, out_h, out_w, o).transpose(0, 3, 1, 2), parents, backward)
+    out = out.reshape(n, out_h, out_w, o).transpose(0, 3, 1, 2)
+    return Tensor._make(out, parents, backward, "conv2d")
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
@@ -194,7 +195,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
             return gx, gw
         return gx, gw, (g.sum(axis=(0, 2, 3)) if bias.requires_grad else None)
     parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor._make(out.transpose(0, 3, 1, 2), parents, backward)
+    return Tensor._make(out.transpose(0, 3, 1, 2), parents, backward, "conv_transpose2d")
 
 
 # ---------------------------------------------------------------------- normalisation
@@ -245,7 +246,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Tr
             grads.append(g.sum(axis=axes) if bias.requires_grad else None)
         return grads
     parents = tuple(t for t in (x, weight, bias) if t is not None)
-    return Tensor._make(out, parents, backward)
+    return Tensor._make(out, parents, backward, "batch_norm")
 
 
 # ---------------------------------------------------------------------- probabilities
@@ -255,7 +256,7 @@ def log_softmax(x, dim=-1):
 
     def backward(g):
         return (g - np.exp(out) * g.sum(axis=dim, keepdims=True),)
-    return Tensor._make(out, (x,), backward)
+    return Tensor._make(out, (x,), backward, "log_softmax")
 
 
 def softmax(x, dim=-1):
@@ -264,7 +265,7 @@ def softmax(x, dim=-1):
 
     def backward(g):
         return (out * (g - (g * out).sum(axis=dim, keepdims=True)),)
-    return Tensor._make(out, (x,), backward)
+    return Tensor._make(out, (x,), backward, "softmax")
 
 
 def dropout(x, p=0.5, training=True):
@@ -275,7 +276,7 @@ def dropout(x, p=0.5, training=True):
         return x
     keep = random.generator().random(x.shape, dtype=np.float32) >= p
     mask = keep.astype(x.dtype) * np.asarray(1 / (1 - p) if p < 1 else 0, x.dtype)
-    return Tensor._make(x.data * mask, (x,), lambda g: (g * mask,))
+    return Tensor._make(x.data * mask, (x,), lambda g: (g * mask,), "dropout")
 
 
 def one_hot(labels, num_classes):
@@ -319,7 +320,7 @@ def binary_cross_entropy(p, target):
         denom = np.maximum(p.data * (1 - p.data), np.asarray(1e-12, p.dtype))
         grad_p = g * (p.data - t) / denom
         return (grad_p, g * (log_q - log_p)) if len(parents) == 2 else (grad_p,)
-    return Tensor._make(out, parents, backward)
+    return Tensor._make(out, parents, backward, "binary_cross_entropy")
 
 
 def binary_cross_entropy_with_logits(x, target):
@@ -331,7 +332,7 @@ def binary_cross_entropy_with_logits(x, target):
     def backward(g):
         grad_x = g * (ops.sigmoid(Tensor(x.data)).data - t)
         return (grad_x, -g * x.data) if len(parents) == 2 else (grad_x,)
-    return Tensor._make(out, parents, backward)
+    return Tensor._make(out, parents, backward, "binary_cross_entropy_with_logits")
 
 
 def cross_entropy(logits, labels):
@@ -352,4 +353,4 @@ def cross_entropy(logits, labels):
         grad = np.exp(log_probs)
         grad[rows, labels] -= 1
         return (grad * g[:, None],)
-    return Tensor._make(out, (logits,), backward)
+    return Tensor._make(out, (logits,), backward, "cross_entropy")

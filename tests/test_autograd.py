@@ -86,7 +86,7 @@ def test_integer_tensor_times_float_scalar_is_not_truncated():
 def test_dtype_guard_catches_an_upcasting_op(dtype_guard):
     """The float32 guard used by test_gradcheck can fail."""
     a = ndl.tensor([1.0, 2.0], requires_grad=True)
-    Tensor._make(a.data * 2, (a,), lambda g: (g.astype(np.float64) * 2,)).sum().backward()
+    Tensor._make(a.data * 2, (a,), lambda g: (g.astype(np.float64) * 2,), "double").sum().backward()
     assert dtype_guard and "float64" in dtype_guard[0]
 
 
@@ -350,3 +350,20 @@ def test_augmented_assignment_rebinds_and_never_changes_what_a_graph_saved():
     y.backward()
     square.backward()
     assert np.allclose(w.grad, [1.0 + 4.0, 2.0 + 4.0]) and np.allclose(data.data, [11, 12])
+
+
+def test_graph_nodes_carry_their_op_name():
+    x = ndl.tensor([[1.0, -2.0]], requires_grad=True)
+    y = (x * 3).relu().sum()
+    assert (x.op, y.op) == (None, "sum")
+    assert "grad_fn=<sum>" in repr(y) and "requires_grad=True" in repr(x)
+    hidden = (x * 3).relu()
+    hidden.sum().backward()
+    with pytest.raises(RuntimeError, match="second time \\(at relu\\)"):
+        hidden.sum().backward()  # reaches the relu node that the first pass freed
+
+
+def test_tensor_module_is_not_hidden_by_the_factory():
+    import numpy_dl.autograd.tensor as module
+    assert module.Tensor is ndl.Tensor and ndl.autograd.tensor is module
+    assert callable(ndl.tensor) and "__add__" in vars(ndl.Tensor) and "relu" in vars(ndl.Tensor)

@@ -213,6 +213,6 @@ def test_partial_requires_grad():
 def test_gradcheck_helper_catches_a_wrong_gradient():
     """The checker itself can fail: an op with a deliberately wrong backward is caught."""
     def wrong_square(a):
-        return Tensor._make(a.data ** 2, (a,), lambda g: (g * a.data,))  # should be 2 * a
+        return Tensor._make(a.data ** 2, (a,), lambda g: (g * a.data,), "square")  # 2 * a
     with pytest.raises(AssertionError):
         gradcheck(wrong_square, np.array([0.5, 1.0, -2.0]))

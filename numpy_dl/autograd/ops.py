@@ -28,7 +28,7 @@ def add(a, b):
     def backward(g):
         return (unbroadcast(g, a.shape) if a.requires_grad else None,
                 unbroadcast(g, b.shape) if b.requires_grad else None)
-    return Tensor._make(a.data + b.data, (a, b), backward)
+    return Tensor._make(a.data + b.data, (a, b), backward, "add")
 
 
 def sub(a, b):
@@ -37,7 +37,7 @@ def sub(a, b):
     def backward(g):
         return (unbroadcast(g, a.shape) if a.requires_grad else None,
                 unbroadcast(-g, b.shape) if b.requires_grad else None)
-    return Tensor._make(a.data - b.data, (a, b), backward)
+    return Tensor._make(a.data - b.data, (a, b), backward, "sub")
 
 
 def mul(a, b):
@@ -46,7 +46,7 @@ def mul(a, b):
     def backward(g):
         return (unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
                 unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
-    return Tensor._make(a.data * b.data, (a, b), backward)
+    return Tensor._make(a.data * b.data, (a, b), backward, "mul")
 
 
 def div(a, b):
@@ -56,11 +56,11 @@ def div(a, b):
         ga = g / b.data
         return (unbroadcast(ga, a.shape) if a.requires_grad else None,
                 unbroadcast(-ga * a.data / b.data, b.shape) if b.requires_grad else None)
-    return Tensor._make(a.data / b.data, (a, b), backward)
+    return Tensor._make(a.data / b.data, (a, b), backward, "div")
 
 
 def neg(a):
-    return Tensor._make(-a.data, (a,), lambda g: (-g,))
+    return Tensor._make(-a.data, (a,), lambda g: (-g,), "neg")
 
 
 def pow(a, b):
@@ -78,7 +78,7 @@ def pow(a, b):
                 log_a = np.where(a.data > 0, np.log(np.where(a.data > 0, a.data, 1)), 0)
             gb = unbroadcast(g * out * log_a.astype(out.dtype), b.shape)
         return ga, gb
-    return Tensor._make(out, (a, b), backward)
+    return Tensor._make(out, (a, b), backward, "pow")
 
 
 def matmul(a, b):
@@ -106,7 +106,7 @@ def matmul(a, b):
         if b.requires_grad:
             gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
         return ga, gb
-    return Tensor._make(a.data @ b.data, (a, b), backward)
+    return Tensor._make(a.data @ b.data, (a, b), backward, "matmul")
 
 
 # ---------------------------------------------------------------------- reductions
@@ -127,7 +127,7 @@ def sum(a, axis=None, keepdims=False):
 
     def backward(g):
         return (np.broadcast_to(_expand_reduced(g, axes, keepdims), a.shape),)
-    return Tensor._make(a.data.sum(axis=axes, keepdims=keepdims), (a,), backward)
+    return Tensor._make(a.data.sum(axis=axes, keepdims=keepdims), (a,), backward, "sum")
 
 
 def mean(a, axis=None, keepdims=False):
@@ -137,7 +137,7 @@ def mean(a, axis=None, keepdims=False):
     def backward(g):
         scaled = _expand_reduced(g, axes, keepdims) / np.asarray(count, dtype=g.dtype)
         return (np.broadcast_to(scaled, a.shape),)
-    return Tensor._make(a.data.mean(axis=axes, keepdims=keepdims), (a,), backward)
+    return Tensor._make(a.data.mean(axis=axes, keepdims=keepdims), (a,), backward, "mean")
 
 
 def max(a, axis=None, keepdims=False):
@@ -150,7 +150,7 @@ def max(a, axis=None, keepdims=False):
         winners /= winners.sum(axis=axes, keepdims=True)
         return (winners * _expand_reduced(g, axes, keepdims),)
     value = out if keepdims else np.squeeze(out, axis=axes)
-    return Tensor._make(value, (a,), backward)
+    return Tensor._make(value, (a,), backward, "max")
 
 
 # ---------------------------------------------------------------------- shapes
@@ -162,7 +162,7 @@ def reshape(a, *shape):
     except ValueError:
         raise ValueError(f"reshape: cannot view shape {a.shape} ({a.data.size} elements) "
                          f"as {shape}") from None
-    return Tensor._make(out, (a,), lambda g: (g.reshape(a.shape),))
+    return Tensor._make(out, (a,), lambda g: (g.reshape(a.shape),), "reshape")
 
 
 def permute(a, *dims):
@@ -171,12 +171,12 @@ def permute(a, *dims):
     if sorted(d % a.ndim for d in dims) != list(range(a.ndim)):
         raise ValueError(f"permute: {dims} is not a permutation of the {a.ndim} dims of {a.shape}")
     inverse = np.argsort([d % a.ndim for d in dims])
-    return Tensor._make(a.data.transpose(dims), (a,), lambda g: (g.transpose(inverse),))
+    return Tensor._make(a.data.transpose(dims), (a,), lambda g: (g.transpose(inverse),), "permute")
 
 
 def transpose(a, dim0, dim1):
     return Tensor._make(np.swapaxes(a.data, dim0, dim1), (a,),
-                        lambda g: (np.swapaxes(g, dim0, dim1),))
+                        lambda g: (np.swapaxes(g, dim0, dim1),), "transpose")
 
 
 def _index_data(index):
@@ -207,7 +207,7 @@ def getitem(a, index):
         else:
             np.add.at(grad, index, g)  # repeated indices must accumulate
         return (grad,)
-    return Tensor._make(a.data[index], (a,), backward)
+    return Tensor._make(a.data[index], (a,), backward, "getitem")
 
 
 def cat(tensors, dim=0):
@@ -223,7 +223,7 @@ def cat(tensors, dim=0):
 
     def backward(g):
         return tuple(np.split(g, bounds, axis=dim))
-    return Tensor._make(out, tuple(tensors), backward)
+    return Tensor._make(out, tuple(tensors), backward, "cat")
 
 
 def stack(tensors, dim=0):
@@ -235,26 +235,26 @@ def stack(tensors, dim=0):
 
     def backward(g):
         return tuple(np.moveaxis(g, dim, 0))
-    return Tensor._make(out, tuple(tensors), backward)
+    return Tensor._make(out, tuple(tensors), backward, "stack")
 
 
 # ---------------------------------------------------------------------- elementwise
 def exp(a):
     out = np.exp(a.data)
-    return Tensor._make(out, (a,), lambda g: (g * out,))
+    return Tensor._make(out, (a,), lambda g: (g * out,), "exp")
 
 
 def log(a):
-    return Tensor._make(np.log(a.data), (a,), lambda g: (g / a.data,))
+    return Tensor._make(np.log(a.data), (a,), lambda g: (g / a.data,), "log")
 
 
 def sqrt(a):
     out = np.sqrt(a.data)
-    return Tensor._make(out, (a,), lambda g: (g / (2 * out),))
+    return Tensor._make(out, (a,), lambda g: (g / (2 * out),), "sqrt")
 
 
 def abs(a):
-    return Tensor._make(np.abs(a.data), (a,), lambda g: (g * np.sign(a.data),))
+    return Tensor._make(np.abs(a.data), (a,), lambda g: (g * np.sign(a.data),), "abs")
 
 
 def clip(a, min=None, max=None):
@@ -268,12 +268,12 @@ def clip(a, min=None, max=None):
         if max is not None:
             inside &= a.data <= max
         return (g * inside,)
-    return Tensor._make(out, (a,), backward)
+    return Tensor._make(out, (a,), backward, "clip")
 
 
 def tanh(a):
     out = np.tanh(a.data)
-    return Tensor._make(out, (a,), lambda g: (g * (1 - out * out),))
+    return Tensor._make(out, (a,), lambda g: (g * (1 - out * out),), "tanh")
 
 
 def sigmoid(a):
@@ -281,14 +281,14 @@ def sigmoid(a):
     out = np.tanh(a.data * np.asarray(0.5, a.dtype))
     out *= 0.5
     out += 0.5
-    return Tensor._make(out, (a,), lambda g: (g * out * (1 - out),))
+    return Tensor._make(out, (a,), lambda g: (g * out * (1 - out),), "sigmoid")
 
 
 def relu(a):
     out = np.maximum(a.data, 0)
-    return Tensor._make(out, (a,), lambda g: (g * (out > 0),))
+    return Tensor._make(out, (a,), lambda g: (g * (out > 0),), "relu")
 
 
 def leaky_relu(a, negative_slope=0.01):
     slope = np.where(a.data > 0, np.asarray(1, a.dtype), np.asarray(negative_slope, a.dtype))
-    return Tensor._make(a.data * slope, (a,), lambda g: (g * slope,))
+    return Tensor._make(a.data * slope, (a,), lambda g: (g * slope,), "leaky_relu")

@@ -1,7 +1,8 @@
 """The Tensor: an ndarray that remembers which op made it, so gradients can flow back.
 
-Every op builds its output with `Tensor._make(data, parents, backward)`, where `backward`
-maps the output's gradient to one gradient per parent (None where a parent needs none).
+Every op builds its output with `Tensor._make(data, parents, backward, op)`, where
+`backward` maps the output's gradient to one gradient per parent (None where a parent
+needs none) and `op` names the op, for `repr` (`grad_fn=<conv2d>`) and error messages.
 `Tensor.backward` walks that graph once, in a deterministic reverse topological order,
 and frees it as it goes, like PyTorch without `retain_graph`.
 """
@@ -10,10 +11,12 @@ import numpy as np
 from .grad_mode import is_grad_enabled
 
 
-def _graph_freed(grad):
-    raise RuntimeError(
-        "Trying to backward through the graph a second time: its intermediate values were "
-        "freed by the first backward(). Recompute the forward pass first.")
+def _graph_freed(op):
+    def backward(grad):
+        raise RuntimeError(
+            f"Trying to backward through the graph a second time (at {op}): its intermediate "
+            f"values were freed by the first backward(). Recompute the forward pass first.")
+    return backward
 
 
 def unbroadcast(grad, shape):
@@ -54,15 +57,17 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._parents = ()
         self._backward = None
+        self.op = None  # the name of the op that made it, while it is in a graph
 
     @classmethod
-    def _make(cls, data, parents, backward):
-        """The output of an op; it joins the graph only when a parent needs a gradient."""
+    def _make(cls, data, parents, backward, op):
+        """The output of op `op`; it joins the graph only when a parent needs a gradient."""
         out = Tensor(data)
         if is_grad_enabled() and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = parents
             out._backward = backward
+            out.op = op
         return out
 
     # ------------------------------------------------------------------ properties
@@ -101,9 +106,107 @@ class Tensor:
         return Tensor(self.data)
 
     def __repr__(self):
-        grad = ", requires_grad=True" if self.requires_grad else ""
+        if self.op is not None:
+            grad = f", grad_fn=<{self.op}>"
+        else:
+            grad = ", requires_grad=True" if self.requires_grad else ""
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.dtype}{grad})"
+
+    # ------------------------------------------------------------------ operators and methods
+    # Each is the op of the same name in ops.py, which computes its value and gradient.
+    # NumPy arrays and Python numbers on either side become constants of this dtype.
+    def __add__(self, other):
+        return ops.add(self, other)
+
+    def __radd__(self, other):
+        return ops.add(other, self)
+
+    def __sub__(self, other):
+        return ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return ops.sub(other, self)
+
+    def __mul__(self, other):
+        return ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.div(other, self)
+
+    def __pow__(self, other):
+        return ops.pow(self, other)
+
+    def __rpow__(self, other):
+        return ops.pow(other, self)
+
+    def __matmul__(self, other):
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(other, self)
+
+    def __neg__(self):
+        return ops.neg(self)
+
+    def __getitem__(self, index):
+        return ops.getitem(self, index)
+
+    def sum(self, axis=None, keepdims=False):
+        return ops.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return ops.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return ops.max(self, axis, keepdims)
+
+    def reshape(self, *shape):
+        return ops.reshape(self, *shape)
+
+    view = reshape
+
+    def permute(self, *dims):
+        return ops.permute(self, *dims)
+
+    def transpose(self, dim0, dim1):
+        return ops.transpose(self, dim0, dim1)
+
+    @property
+    def T(self):
+        return ops.permute(self, tuple(reversed(range(self.ndim))))
+
+    def clip(self, min=None, max=None):
+        return ops.clip(self, min, max)
+
+    clamp = clip
+
+    def exp(self):
+        return ops.exp(self)
+
+    def log(self):
+        return ops.log(self)
+
+    def sqrt(self):
+        return ops.sqrt(self)
+
+    def abs(self):
+        return ops.abs(self)
+
+    def tanh(self):
+        return ops.tanh(self)
+
+    def sigmoid(self):
+        return ops.sigmoid(self)
+
+    def relu(self):
+        return ops.relu(self)
 
     # ------------------------------------------------------------------ backward
     def backward(self, grad=None):
@@ -141,7 +244,7 @@ class Tensor:
                 else:
                     pending[parent] = parent_grad
             node._parents = ()
-            node._backward = _graph_freed
+            node._backward = _graph_freed(node.op)
 
     def _topological_order(self):
         """Nodes that need a gradient, each after all of its parents (iterative DFS)."""
@@ -184,3 +287,19 @@ class Tensor:
             self.grad = None
         else:
             self.grad[...] = 0
+
+
+def tensor(data, requires_grad=False, dtype=None):
+    """A new leaf Tensor holding a copy of `data`; float data becomes float32 unless `dtype`."""
+    if isinstance(data, Tensor):
+        data = data.data
+    array = np.array(data, dtype=dtype)
+    if dtype is None and array.dtype.kind == "f" and array.dtype != np.float32:
+        array = array.astype(np.float32)
+    if requires_grad and array.dtype.kind != "f":
+        raise TypeError(f"tensor(requires_grad=True) needs floating-point data, got {array.dtype}")
+    return Tensor(array, requires_grad=requires_grad)
+
+
+# ops.py builds on Tensor, so it comes after it; the methods above look it up when called.
+from . import ops  # noqa: E402
