@@ -13,7 +13,6 @@ PyTorch is never a dependency of numpy_dl itself. Medians over rounds, warm-up e
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import time

@@ -7,6 +7,7 @@ rather than a broadcasting error from deep inside NumPy.
 import numpy as np
 
 from .. import functional as F
+from ..functional.conv import pair
 from ..autograd import Tensor, ops
 from . import init
 from .module import Module
@@ -15,10 +16,6 @@ from .parameter import Parameter
 
 def _as_input(x):
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float32))
-
-
-def _pair(value):
-    return (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
 
 
 class Linear(Module):
@@ -48,7 +45,8 @@ class _ConvNd(Module):
                  weight_shape):
         super().__init__()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride, self.padding = pair(stride, "stride", 1), pair(padding, "padding")
         self.weight = Parameter(np.empty(weight_shape + self.kernel_size, dtype=np.float32))
         self.bias = Parameter(np.empty(out_channels, dtype=np.float32)) if bias else None
         init.default_layer_init(self.weight, self.bias)
@@ -84,7 +82,7 @@ class ConvTranspose2d(_ConvNd):
                  output_padding=0, bias=True):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias,
                          (in_channels, out_channels))
-        self.output_padding = _pair(output_padding)
+        self.output_padding = pair(output_padding, "output_padding")
 
     def forward(self, x):
         return F.conv_transpose2d(self._check(x), self.weight, self.bias, self.stride,

@@ -1,6 +1,4 @@
 """SGD with PyTorch's momentum, dampening, Nesterov and weight-decay rules."""
-import numpy as np
-
 from .optimizer import Optimizer
 
 

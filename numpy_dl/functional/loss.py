@@ -1,0 +1,70 @@
+"""The elementwise and per-sample kernels behind the loss classes (numpy_dl.loss)."""
+import numpy as np
+
+from ..autograd import Tensor, ops
+from .probability import log_softmax
+
+
+def _target_array(target, like):
+    data = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if data.shape != like.shape:
+        raise ValueError(f"target shape {data.shape} does not match input shape {like.shape}")
+    return data.astype(like.dtype, copy=False)
+
+
+def _with_target(x, target):
+    """The op's parents: the input, and the target too when it requires a gradient (a
+    target that is another model's output, as PyTorch's losses allow)."""
+    return (x, target) if isinstance(target, Tensor) and target.requires_grad else (x,)
+
+
+def binary_cross_entropy(p, target):
+    """Elementwise BCE of probabilities; logs clamped at -100 as PyTorch does."""
+    t = _target_array(target, p)
+    if p.data.size and (p.data.min() < 0 or p.data.max() > 1):
+        raise ValueError("binary_cross_entropy: input probabilities must lie in [0, 1]; "
+                         "use BCEWithLogitsLoss for unbounded scores")
+    with np.errstate(divide="ignore"):
+        log_p = np.maximum(np.log(p.data), -100)
+        log_q = np.maximum(np.log1p(-p.data), -100)
+    out = -(t * log_p + (1 - t) * log_q)
+    parents = _with_target(p, target)
+
+    def backward(g):
+        denom = np.maximum(p.data * (1 - p.data), np.asarray(1e-12, p.dtype))
+        grad_p = g * (p.data - t) / denom
+        return (grad_p, g * (log_q - log_p)) if len(parents) == 2 else (grad_p,)
+    return Tensor._make(out, parents, backward, "binary_cross_entropy")
+
+
+def binary_cross_entropy_with_logits(x, target):
+    """Elementwise BCE of logits, in the overflow-free form."""
+    t = _target_array(target, x)
+    out = np.maximum(x.data, 0) - x.data * t + np.log1p(np.exp(-np.abs(x.data)))
+    parents = _with_target(x, target)
+
+    def backward(g):
+        grad_x = g * (ops.sigmoid(Tensor(x.data)).data - t)
+        return (grad_x, -g * x.data) if len(parents) == 2 else (grad_x,)
+    return Tensor._make(out, parents, backward, "binary_cross_entropy_with_logits")
+
+
+def cross_entropy(logits, labels):
+    """Per-sample cross-entropy of (N, C) logits against integer labels (N,)."""
+    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(f"cross_entropy: expected logits (N, C) and labels (N,), got "
+                         f"{logits.shape} and {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: labels must be integers, got {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]})")
+    rows = np.arange(len(labels))
+    log_probs = log_softmax(Tensor(logits.data), dim=1).data
+    out = -log_probs[rows, labels]
+
+    def backward(g):
+        grad = np.exp(log_probs)
+        grad[rows, labels] -= 1
+        return (grad * g[:, None],)
+    return Tensor._make(out, (logits,), backward, "cross_entropy")

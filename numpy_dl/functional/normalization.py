@@ -1,0 +1,54 @@
+"""Batch normalisation over every axis but the channels."""
+import numpy as np
+
+from ..autograd import Tensor
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=True,
+               momentum=0.1, eps=1e-5):
+    """Normalise over every axis but the channels (dim 1), as PyTorch's BatchNorm1d/2d.
+
+    In training the running statistics (NumPy arrays) are updated in place, the variance
+    unbiased; in eval they are used instead of the batch's.
+    """
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(f"batch_norm: expected input of shape (N, C), (N, C, L) or "
+                         f"(N, C, H, W), got {x.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    count = x.data.size // x.shape[1]
+    if training:
+        if count < 2:
+            raise ValueError(f"batch_norm: training needs more than one value per channel, "
+                             f"got input {x.shape}")
+        mean = x.data.mean(axis=axes)
+        var = x.data.var(axis=axes)
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+            running_var *= 1 - momentum
+            running_var += momentum * var * (count / (count - 1))
+    else:
+        mean, var = running_mean, running_var
+    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype).reshape(shape)
+    x_hat = (x.data - mean.reshape(shape).astype(x.dtype)) * inv_std
+    scale = weight.data.reshape(shape) if weight is not None else np.ones(shape, x.dtype)
+    out = x_hat * scale
+    if bias is not None:
+        out += bias.data.reshape(shape)
+
+    def backward(g):
+        g_hat = g * scale
+        if training:
+            gx = inv_std * (g_hat - g_hat.mean(axis=axes, keepdims=True)
+                            - x_hat * (g_hat * x_hat).mean(axis=axes, keepdims=True))
+        else:
+            gx = g_hat * inv_std
+        grads = [gx]
+        if weight is not None:
+            grads.append((g * x_hat).sum(axis=axes) if weight.requires_grad else None)
+        if bias is not None:
+            grads.append(g.sum(axis=axes) if bias.requires_grad else None)
+        return grads
+    parents = tuple(t for t in (x, weight, bias) if t is not None)
+    return Tensor._make(out, parents, backward, "batch_norm")
