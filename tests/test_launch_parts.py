@@ -14,7 +14,8 @@ from numpy_dl.launch.config import TrainConfig
 from numpy_dl.launch.console import Console
 from numpy_dl.launch.errors import RunError, UsageError
 from numpy_dl.launch.evaluate import shard
-from numpy_dl.launch.modeling import Autoencoding, Objective, model_arguments
+from numpy_dl.launch.modeling import Autoencoding, model_arguments
+from numpy_dl.loss import VAELoss
 
 
 def png_size(image):
@@ -69,7 +70,7 @@ def test_every_model_takes_and_returns_images(name, shape):
     recon, mu, logvar = auto.forward(x, labels, eps)
     assert recon.shape == (5,) + shape and mu.shape == (5, 3)
     assert (logvar is not None) == auto.variational == name.endswith("vae")
-    reconstruction, kl = Objective("bce", 1.0).parts(recon, x, mu, logvar)
+    reconstruction, kl = VAELoss("bce", 1.0, reduction="none").parts(recon, x, mu, logvar)
     assert reconstruction.shape == (5,) and (kl is None or kl.shape == (5,))
 
 

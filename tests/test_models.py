@@ -470,3 +470,37 @@ def test_conditional_vae_on_digits_samples_the_requested_class(digits):
         distances = ((samples.mean(axis=0) - class_means) ** 2).sum(axis=1)
         hits += int(distances.argmin() == k)
     assert hits == 10, hits
+
+
+@pytest.mark.parametrize("make, variational, conditional", [
+    (lambda: Autoencoder(12, [8], 3), False, False),
+    (lambda: VariationalAutoencoder(12, [8], 3), True, False),
+    (lambda: ConvAutoencoder(1, 4, 3, 6), False, False),
+    (lambda: ConvVariationalAutoencoder(1, 4, 3, 6), True, False),
+    (lambda: ConditionalVAE(12, 4, [8], 3), True, True),
+])
+def test_every_model_has_one_interface(make, variational, conditional):
+    """encode/decode/forward with labels=None, and what the model is, without hasattr."""
+    model = make()
+    assert (model.variational, model.conditional) == (variational, conditional)
+    n = 5
+    x = np.random.default_rng(0).random((n,) + model.input_shape[1:], dtype=np.float32)
+    labels = np.arange(n) % 4 if conditional else None
+    code = model.encode(x, labels)
+    mu = code[0] if variational else code
+    assert mu.shape == (n, model.latent_dim)
+    assert model.decode(mu, labels).shape == x.shape
+    out = model(x, labels)
+    assert (out[0] if variational else out).shape == x.shape
+    if conditional:
+        with pytest.raises(ValueError, match="conditioned on labels"):
+            model.encode(x)
+    else:
+        with pytest.raises(ValueError, match="is not conditional"):
+            model.encode(x, np.zeros(n, dtype=int))
+    if variational:
+        z = model.prior(n, np.random.default_rng(1))
+        assert z.shape == (n, model.latent_dim) and z.dtype == np.float32
+        model.train()
+        eps = np.zeros((n, model.latent_dim), np.float32)
+        np.testing.assert_array_equal(model.reparameterize(*code, eps=eps).data, mu.data)

@@ -301,5 +301,11 @@ def tensor(data, requires_grad=False, dtype=None):
     return Tensor(array, requires_grad=requires_grad)
 
 
+
+def input_tensor(value):
+    """`value` as the input of a layer, model or loss: a Tensor as it is, anything else
+    (an array, a list, a number) as a float32 constant."""
+    return value if isinstance(value, Tensor) else Tensor(np.asarray(value, dtype=np.float32))
+
 # ops.py builds on Tensor, so it comes after it; the methods above look it up when called.
 from . import ops  # noqa: E402

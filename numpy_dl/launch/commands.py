@@ -99,15 +99,6 @@ def npy(array):
     return buffer.getvalue()
 
 
-def prior_latents(seed, count, latent_dim):
-    return np.random.default_rng(seed).standard_normal((count, latent_dim), dtype=np.float32)
-
-
-def class_cycle(auto, count):
-    """Labels 0, 1, 2, ... for a conditional model's samples; None for the others."""
-    return np.arange(count) % auto.model.num_classes if auto.conditional else None
-
-
 # ------------------------------------------------------------------ the commands
 
 def sample(args, comm, console):
@@ -119,21 +110,28 @@ def sample(args, comm, console):
 
     def files():
         with no_grad():
-            z = prior_latents(args.seed, args.num, auto.latent_dim)
-            drawn = auto.decode(z, class_cycle(auto, args.num)).data
+            z = auto.model.prior(args.num, np.random.default_rng(args.seed))
+            drawn = auto.decode(z, auto.label_cycle(args.num)).data
         return {"samples.png": images.png_bytes(images.grid(drawn, args.columns)),
                 "samples.npy": npy(drawn)}
     write_outputs(trained, files, comm, console)
     return 0
 
 
-def reconstruct(args, comm, console):
-    """The mean reconstruction error over a dataset, and a grid of its first --num items
-    above their reconstructions."""
-    trained = open_checkpoint(args, "reconstruct", comm)
+def reconstruction_errors(args, command, comm):
+    """(Trained, Data, indices, each index's error on rank 0) for a command that measures
+    reconstructions over --split of a dataset. Collective."""
+    trained = open_checkpoint(args, command, comm)
     with together(comm):
         data, indices = dataset(args, trained, args.split)
     errors = squared_errors(trained.auto, data, indices, args.batch_size, comm)
+    return trained, data, indices, errors
+
+
+def reconstruct(args, comm, console):
+    """The mean reconstruction error over a dataset, and a grid of its first --num items
+    above their reconstructions."""
+    trained, data, indices, errors = reconstruction_errors(args, "reconstruct", comm)
 
     def files():
         console.say(f"mean squared error per pixel over {len(indices)} samples of {data.spec} "
@@ -155,7 +153,8 @@ def interpolate(args, comm, console):
     with together(comm):
         if args.random:
             auto.require_variational("interpolate --random")
-            ends, labels = prior_latents(args.seed, 2, auto.latent_dim), class_cycle(auto, 1)
+            ends = auto.model.prior(2, np.random.default_rng(args.seed))
+            labels = auto.label_cycle(1)
         else:
             data, _ = dataset(args, trained)
             ends, labels = item_latents(auto, data, args.between)
@@ -205,10 +204,7 @@ def encode(args, comm, console):
 def score(args, comm, console):
     """Per-sample reconstruction error (mean squared error per pixel) to scores.csv, and
     the error at --quantile as the anomaly threshold: samples above it are flagged."""
-    trained = open_checkpoint(args, "score", comm)
-    with together(comm):
-        data, indices = dataset(args, trained, args.split)
-    errors = squared_errors(trained.auto, data, indices, args.batch_size, comm)
+    trained, data, indices, errors = reconstruction_errors(args, "score", comm)
 
     def files():
         threshold = float(np.quantile(errors, args.quantile))

@@ -75,5 +75,5 @@ def validate(autoencoding, objective, data, indices, batch_size, comm):
             images = data.images[chunk]
             recon, mu, logvar = autoencoding.forward(images, data.labels_at(chunk))
             reconstruction, kl = objective.parts(recon, images, mu, logvar)
-            totals.add(objective.total(reconstruction, kl), reconstruction, kl)
+            totals.add(objective.negative_elbo(reconstruction, kl), reconstruction, kl)
     return totals.means(comm)

@@ -3,13 +3,14 @@ one calling convention for all five.
 
 The models differ in what they take and return: the MLP ones take flattened images
 (N, C*H*W), the conv ones (N, C, H, W); the VAEs encode to (mu, logvar) and the plain
-autoencoders to a code; the conditional VAE also takes labels. `Autoencoding` hides those
+autoencoders to a code; only the conditional VAE takes labels. `Autoencoding` hides those
 differences, so the training loop and the commands are written once for all of them.
+The training objective is numpy_dl.loss.VAELoss (the reconstruction term alone for the
+plain autoencoders).
 """
 import numpy as np
 
-from ..autograd import Tensor, ops
-from ..loss import VAELoss
+from ..autograd.tensor import input_tensor
 from .errors import UsageError
 
 CLASS_NAMES = {"ae": "Autoencoder", "conv-ae": "ConvAutoencoder",
@@ -47,42 +48,45 @@ def model_arguments(config, image_shape, num_classes):
 
 
 class Autoencoding:
-    """A model and the shape of its images, with one interface for every kind:
-    encode(images, labels) -> (mu, logvar) (logvar None for plain autoencoders),
-    decode(z, labels) -> images, forward(images, labels, eps) -> (images, mu, logvar).
-    Images are (N, C, H, W) arrays or Tensors going in and Tensors coming out."""
+    """A model and the shape of its images, so that images go in and come out as
+    (N, C, H, W) whatever the model's own `input_shape` (the MLPs take flat rows), and
+    every model encodes to (mu, logvar) (logvar None for plain autoencoders). Labels
+    reach conditional models only, so a labelled dataset suits every model:
+    encode(images, labels) -> (mu, logvar), decode(z, labels) -> images,
+    forward(images, labels, eps) -> (images, mu, logvar). The rest is the models' own
+    interface (numpy_dl/models/base.py)."""
 
     def __init__(self, model, image_shape):
         self.model, self.image_shape = model, tuple(image_shape)
         self.name = SHORT_NAMES.get(type(model).__name__, type(model).__name__)
-        self.variational = hasattr(model, "reparameterize")
-        self.conditional = hasattr(model, "num_classes")
-        self.flat = not hasattr(model, "in_channels")
+        self.variational, self.conditional = model.variational, model.conditional
         self.latent_dim = model.latent_dim
 
-    def _inputs(self, images):
-        data = images.data if isinstance(images, Tensor) else np.asarray(images, np.float32)
-        return Tensor(data.reshape(len(data), -1) if self.flat else data)
-
-    def _call(self, method, value, labels):
-        return method(value, labels) if self.conditional else method(value)
-
     def encode(self, images, labels=None):
-        encoded = self._call(self.model.encode, self._inputs(images), labels)
+        images = input_tensor(images)
+        rows = images.reshape((len(images),) + self.model.input_shape[1:])
+        encoded = self.model.encode(rows, self._labels(labels))
         return encoded if self.variational else (encoded, None)
 
     def decode(self, z, labels=None):
-        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, np.float32))
-        return self._call(self.model.decode, z, labels).reshape((len(z.data),) + self.image_shape)
+        z = input_tensor(z)
+        return self.model.decode(z, self._labels(labels)).reshape((len(z),) + self.image_shape)
+
+    def label_cycle(self, count):
+        """Labels 0, 1, 2, ... for a conditional model's samples; None for the others."""
+        return np.arange(count) % self.model.num_classes if self.conditional else None
+
+    def _labels(self, labels):
+        return labels if self.conditional else None
 
     def forward(self, images, labels=None, eps=None):
-        """Reconstructions, mu and logvar. A VAE samples z = mu + sigma * eps with the
-        given noise `eps` (the training loop draws it, see train.py), or uses z = mu when
-        `eps` is None (evaluation)."""
+        """Reconstructions, mu and logvar. A VAE in training mode samples
+        z = mu + sigma * eps with the given noise `eps` (the training loop draws it, see
+        train.py); with `eps` None, or in eval mode, z = mu."""
         mu, logvar = self.encode(images, labels)
         z = mu
         if self.variational and eps is not None:
-            z = mu + ops.exp(logvar * 0.5) * Tensor(eps)
+            z = self.model.reparameterize(mu, logvar, eps)
         return self.decode(z, labels), mu, logvar
 
     def require_variational(self, command):
@@ -90,21 +94,3 @@ class Autoencoding:
             raise UsageError(f"{command} needs a variational model ({', '.join(VARIATIONAL)}); "
                              f"this checkpoint holds an {self.name} ({type(self.model).__name__}),"
                              f" which has no prior to draw from")
-
-
-class Objective:
-    """The per-sample training loss: VAELoss's negative ELBO for VAEs, its reconstruction
-    term alone (summed over each sample's pixels) for plain autoencoders."""
-
-    def __init__(self, recon_loss, beta):
-        self.beta = float(beta)
-        self._loss = VAELoss(recon_loss, beta, reduction="none")
-
-    def parts(self, recon, target, mu, logvar):
-        """(reconstruction, kl) per sample as Tensors; kl is None without logvar."""
-        if logvar is None:
-            return self._loss.reconstruction(recon, target), None
-        return self._loss.parts(recon, target, mu, logvar)
-
-    def total(self, reconstruction, kl):
-        return reconstruction if kl is None else reconstruction + kl * self.beta

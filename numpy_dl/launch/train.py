@@ -26,11 +26,12 @@ import numpy_dl as ndl
 from .. import distributed, models, optim, runtime
 from ..data import DataLoader, DistributedSampler, TensorDataset
 from ..distributed import checkpoint
+from ..loss import VAELoss
 from . import config as options
 from . import images, inputs, rundir
 from .errors import RunError, UsageError, together
 from .evaluate import Totals, validate
-from .modeling import Autoencoding, Objective, describe, model_arguments
+from .modeling import Autoencoding, describe, model_arguments
 from .progress import Progress
 
 PICTURE_ITEMS = 16     # validation images shown with their reconstructions each epoch
@@ -86,7 +87,7 @@ class Training:
         ndl.manual_seed(config.seed)
         model = models.build(class_name, **arguments)
         self.auto = Autoencoding(model, data.image_shape)
-        self.objective = Objective(config.recon_loss, config.beta)
+        self.objective = VAELoss(config.recon_loss, config.beta, reduction="none")
         base = make_optimizer(config, model.parameters())
         self.start_epoch, self.step = 0, 0
         if saved is not None:
@@ -205,7 +206,7 @@ class Training:
             seen = x if pixel_noise is None else np.clip(x + pixel_noise, 0.0, 1.0)
             recon, mu, logvar = self.auto.forward(seen, labels, latent_noise)
             reconstruction, kl = self.objective.parts(recon, x, mu, logvar)
-            per_sample = self.objective.total(reconstruction, kl)
+            per_sample = self.objective.negative_elbo(reconstruction, kl)
             loss = per_sample.mean()
             self.optimizer.zero_grad()
             loss.backward()
@@ -258,11 +259,8 @@ class Training:
             recon = self.auto.forward(x, self.data.labels_at(shown))[0].data
             images.save_png(images.pairs(x, recon), self.run_dir.image("reconstructions", epoch))
             if self.auto.variational:
-                z = np.random.default_rng(self.config.seed).standard_normal(
-                    (PRIOR_SAMPLES, self.auto.latent_dim), dtype=np.float32)
-                labels = np.arange(PRIOR_SAMPLES) % self.data.num_classes \
-                    if self.auto.conditional else None
-                samples = self.auto.decode(z, labels).data
+                z = self.auto.model.prior(PRIOR_SAMPLES, np.random.default_rng(self.config.seed))
+                samples = self.auto.decode(z, self.auto.label_cycle(PRIOR_SAMPLES)).data
                 images.save_png(images.grid(samples, 8), self.run_dir.image("samples", epoch))
 
     def save(self, epoch):

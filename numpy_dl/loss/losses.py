@@ -1,15 +1,11 @@
 """Losses. The VAE ones are per sample, as the negative ELBO is defined:
 a sum over each sample's features (and latent dimensions), then a batch reduction."""
-import numpy as np
 
 from .. import functional as F
-from ..autograd import Tensor, ops
+from ..autograd import ops
+from ..autograd.tensor import input_tensor
 
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def _tensor(value):
-    return value if isinstance(value, Tensor) else Tensor(np.asarray(value, dtype=np.float32))
 
 
 def _per_sample(elementwise):
@@ -44,7 +40,7 @@ class Loss:
 
 class MSELoss(Loss):
     def __call__(self, pred, target):
-        pred, target = _tensor(pred), _tensor(target)
+        pred, target = input_tensor(pred), input_tensor(target)
         self._check_shapes(pred, target)
         diff = pred - target
         return self.reduce(diff * diff)
@@ -54,14 +50,14 @@ class BCELoss(Loss):
     """Binary cross-entropy of probabilities in [0, 1]; log clamped at -100 like PyTorch."""
 
     def __call__(self, pred, target):
-        pred, target = _tensor(pred), _tensor(target)
+        pred, target = input_tensor(pred), input_tensor(target)
         self._check_shapes(pred, target)
         return self.reduce(F.binary_cross_entropy(pred, target))
 
 
 class BCEWithLogitsLoss(Loss):
     def __call__(self, logits, target):
-        logits, target = _tensor(logits), _tensor(target)
+        logits, target = input_tensor(logits), input_tensor(target)
         self._check_shapes(logits, target)
         return self.reduce(F.binary_cross_entropy_with_logits(logits, target))
 
@@ -70,14 +66,14 @@ class CrossEntropyLoss(Loss):
     """Cross-entropy of (N, C) logits against integer class labels (array or Tensor)."""
 
     def __call__(self, logits, labels):
-        return self.reduce(F.cross_entropy(_tensor(logits), labels))
+        return self.reduce(F.cross_entropy(input_tensor(logits), labels))
 
 
 class KLDivergenceLoss(Loss):
     """KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dimensions per sample."""
 
     def __call__(self, mu, logvar):
-        mu, logvar = _tensor(mu), _tensor(logvar)
+        mu, logvar = input_tensor(mu), input_tensor(logvar)
         if mu.shape != logvar.shape:
             raise ValueError(f"KLDivergenceLoss: mu {mu.shape} and logvar {logvar.shape} differ")
         elementwise = (mu * mu + ops.exp(logvar) - logvar - 1) * 0.5
@@ -102,12 +98,17 @@ class VAELoss(Loss):
         return _per_sample(self._elementwise(recon, x))
 
     def parts(self, recon, x, mu, logvar):
-        """(reconstruction, kl) per sample, before beta and the reduction."""
-        return self.reconstruction(recon, x), self._kl(mu, logvar)
+        """(reconstruction, kl) per sample, before beta and the reduction; kl is None when
+        logvar is (a plain autoencoder, whose loss is the reconstruction term alone)."""
+        kl = None if logvar is None else self._kl(mu, logvar)
+        return self.reconstruction(recon, x), kl
+
+    def negative_elbo(self, reconstruction, kl):
+        """Per sample: reconstruction + beta * kl, or the reconstruction when kl is None."""
+        return reconstruction if kl is None else reconstruction + kl * self.beta
 
     def __call__(self, recon, x, mu, logvar):
-        reconstruction, kl = self.parts(recon, x, mu, logvar)
-        return self.reduce(reconstruction + kl * self.beta)
+        return self.reduce(self.negative_elbo(*self.parts(recon, x, mu, logvar)))
 
     def __repr__(self):
         return (f"VAELoss(reconstruction_loss={self.reconstruction_loss!r}, beta={self.beta}, "

@@ -1,10 +1,10 @@
 """The convolutional autoencoders: stride-2 convolutions down, transposed ones back up."""
 from .. import nn
-from .base import AutoencoderMixin, VariationalMixin
+from .base import AutoencoderBase, VariationalMixin
 from .blocks import check_positive_ints, conv_decoder, conv_encoder, conv_sizes
 
 
-class ConvAutoencoder(AutoencoderMixin, nn.Module):
+class ConvAutoencoder(AutoencoderBase):
     """[Conv(3, stride 2) -> ReLU] x num_layers -> Flatten -> FC -> latent, and back:
     FC -> ReLU -> reshape -> [ConvTranspose -> ReLU]* -> ConvTranspose -> Sigmoid.
     Channels start at base_channels and double per layer; any image_size works."""
@@ -15,33 +15,18 @@ class ConvAutoencoder(AutoencoderMixin, nn.Module):
         in_channels, base_channels, latent_dim, image_size, num_layers = check_positive_ints(
             type(self).__name__, in_channels=in_channels, base_channels=base_channels,
             latent_dim=latent_dim, image_size=image_size, num_layers=num_layers)
-        self.config = dict(in_channels=int(in_channels), base_channels=int(base_channels),
-                           latent_dim=int(latent_dim), image_size=int(image_size),
-                           num_layers=int(num_layers))
-        self.in_channels, self.image_size = int(in_channels), int(image_size)
-        self.latent_dim = int(latent_dim)
-        self.channels = [int(base_channels) * 2 ** i for i in range(int(num_layers))]
-        self.features = self.channels[-1] * conv_sizes(self.image_size, int(num_layers))[-1] ** 2
+        self.config = dict(in_channels=in_channels, base_channels=base_channels,
+                           latent_dim=latent_dim, image_size=image_size, num_layers=num_layers)
+        self.in_channels, self.image_size, self.latent_dim = in_channels, image_size, latent_dim
+        self.input_shape = (None, in_channels, image_size, image_size)
+        self.channels = [base_channels * 2 ** i for i in range(num_layers)]
+        self.features = self.channels[-1] * conv_sizes(image_size, num_layers)[-1] ** 2
         self._build()
-        self.decoder = conv_decoder(self.latent_dim, self.in_channels, self.channels,
-                                    self.image_size)
+        self.decoder = conv_decoder(latent_dim, in_channels, self.channels, image_size)
 
     def _build(self):
         self.encoder = nn.Sequential(*conv_encoder(self.in_channels, self.channels),
                                      nn.Linear(self.features, self.latent_dim))
-
-    @property
-    def input_shape(self):
-        return (None, self.in_channels, self.image_size, self.image_size)
-
-    def encode(self, x):
-        return self.encoder(self._check(x, self.input_shape))
-
-    def decode(self, z):
-        return self.decoder(self._check(z, (None, self.latent_dim), "latent"))
-
-    def forward(self, x):
-        return self.decode(self.encode(x))
 
 
 class ConvVariationalAutoencoder(VariationalMixin, ConvAutoencoder):
@@ -51,7 +36,3 @@ class ConvVariationalAutoencoder(VariationalMixin, ConvAutoencoder):
         self.encoder = conv_encoder(self.in_channels, self.channels)
         self.fc_mu = nn.Linear(self.features, self.latent_dim)
         self.fc_logvar = nn.Linear(self.features, self.latent_dim)
-
-    def encode(self, x):
-        features = self.encoder(self._check(x, self.input_shape))
-        return self.fc_mu(features), self.fc_logvar(features)

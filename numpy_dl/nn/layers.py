@@ -8,14 +8,11 @@ import numpy as np
 
 from .. import functional as F
 from ..functional.conv import pair
-from ..autograd import Tensor, ops
+from ..autograd import ops
+from ..autograd.tensor import input_tensor
 from . import init
 from .module import Module
 from .parameter import Parameter
-
-
-def _as_input(x):
-    return x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float32))
 
 
 class Linear(Module):
@@ -27,7 +24,7 @@ class Linear(Module):
         init.default_layer_init(self.weight, self.bias)
 
     def forward(self, x):
-        x = _as_input(x)
+        x = input_tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"{self!r}: expected input of shape (*, {self.in_features}), "
                              f"got {x.shape}")
@@ -52,7 +49,7 @@ class _ConvNd(Module):
         init.default_layer_init(self.weight, self.bias)
 
     def _check(self, x):
-        x = _as_input(x)
+        x = input_tensor(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
                              f"got {x.shape}")
@@ -91,7 +88,7 @@ class ConvTranspose2d(_ConvNd):
 
 class ReLU(Module):
     def forward(self, x):
-        return ops.relu(_as_input(x))
+        return ops.relu(input_tensor(x))
 
 
 class LeakyReLU(Module):
@@ -100,7 +97,7 @@ class LeakyReLU(Module):
         self.negative_slope = negative_slope
 
     def forward(self, x):
-        return ops.leaky_relu(_as_input(x), self.negative_slope)
+        return ops.leaky_relu(input_tensor(x), self.negative_slope)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
@@ -108,12 +105,12 @@ class LeakyReLU(Module):
 
 class Sigmoid(Module):
     def forward(self, x):
-        return ops.sigmoid(_as_input(x))
+        return ops.sigmoid(input_tensor(x))
 
 
 class Tanh(Module):
     def forward(self, x):
-        return ops.tanh(_as_input(x))
+        return ops.tanh(input_tensor(x))
 
 
 class Identity(Module):
@@ -129,7 +126,7 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x):
-        return F.dropout(_as_input(x), self.p, self.training)
+        return F.dropout(input_tensor(x), self.p, self.training)
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -151,7 +148,7 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
 
     def forward(self, x):
-        x = _as_input(x)
+        x = input_tensor(x)
         if x.ndim not in self.expected_dims or x.shape[1] != self.num_features:
             layout = " or ".join(f"(N, {self.num_features}{', L' * (d == 3)}{', H, W' * (d == 4)})"
                                  for d in self.expected_dims)
@@ -185,7 +182,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x):
-        x = _as_input(x)
+        x = input_tensor(x)
         start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
         shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
         return ops.reshape(x, shape)
@@ -200,7 +197,7 @@ class Unflatten(Module):
         self.dim, self.unflattened_size = dim, tuple(unflattened_size)
 
     def forward(self, x):
-        x = _as_input(x)
+        x = input_tensor(x)
         dim = self.dim % x.ndim
         if x.shape[dim] != int(np.prod(self.unflattened_size)):
             raise ValueError(f"{self!r}: dim {self.dim} of input {x.shape} has {x.shape[dim]} "
