@@ -45,6 +45,21 @@ def as_array(value, dtype=None):
     return array
 
 
+def _op_method(name, reflected=False):
+    """A Tensor method that calls op `name` of ops.py with the tensor first (or second,
+    for the reflected operators: `2 - t` is sub(2, t)). The op is looked up when called,
+    since ops.py builds on Tensor and is imported after it."""
+    if reflected:
+        def method(self, other):
+            return getattr(ops, name)(other, self)
+    else:
+        def method(self, *args, **kwargs):
+            return getattr(ops, name)(self, *args, **kwargs)
+    swapped = " with the operands swapped" if reflected else ""
+    method.__doc__ = f"numpy_dl.autograd.ops.{name}{swapped}"
+    return method
+
+
 class Tensor:
     """An n-dimensional float array with an optional gradient, as in PyTorch."""
 
@@ -114,99 +129,31 @@ class Tensor:
         return f"tensor({body}, dtype={self.dtype}{grad})"
 
     # ------------------------------------------------------------------ operators and methods
-    # Each is the op of the same name in ops.py, which computes its value and gradient.
-    # NumPy arrays and Python numbers on either side become constants of this dtype.
-    def __add__(self, other):
-        return ops.add(self, other)
-
-    def __radd__(self, other):
-        return ops.add(other, self)
-
-    def __sub__(self, other):
-        return ops.sub(self, other)
-
-    def __rsub__(self, other):
-        return ops.sub(other, self)
-
-    def __mul__(self, other):
-        return ops.mul(self, other)
-
-    def __rmul__(self, other):
-        return ops.mul(other, self)
-
-    def __truediv__(self, other):
-        return ops.div(self, other)
-
-    def __rtruediv__(self, other):
-        return ops.div(other, self)
-
-    def __pow__(self, other):
-        return ops.pow(self, other)
-
-    def __rpow__(self, other):
-        return ops.pow(other, self)
-
-    def __matmul__(self, other):
-        return ops.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return ops.matmul(other, self)
-
-    def __neg__(self):
-        return ops.neg(self)
-
-    def __getitem__(self, index):
-        return ops.getitem(self, index)
-
-    def sum(self, axis=None, keepdims=False):
-        return ops.sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        return ops.mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        return ops.max(self, axis, keepdims)
-
-    def reshape(self, *shape):
-        return ops.reshape(self, *shape)
-
-    view = reshape
-
-    def permute(self, *dims):
-        return ops.permute(self, *dims)
-
-    def transpose(self, dim0, dim1):
-        return ops.transpose(self, dim0, dim1)
+    # Each is the op of that name in ops.py, which computes its value and gradient. NumPy
+    # arrays and Python numbers on either side become constants of the tensor's dtype.
+    __add__, __radd__ = _op_method("add"), _op_method("add", reflected=True)
+    __sub__, __rsub__ = _op_method("sub"), _op_method("sub", reflected=True)
+    __mul__, __rmul__ = _op_method("mul"), _op_method("mul", reflected=True)
+    __truediv__, __rtruediv__ = _op_method("div"), _op_method("div", reflected=True)
+    __pow__, __rpow__ = _op_method("pow"), _op_method("pow", reflected=True)
+    __matmul__, __rmatmul__ = _op_method("matmul"), _op_method("matmul", reflected=True)
+    __neg__ = _op_method("neg")
+    __getitem__ = _op_method("getitem")
+    sum = _op_method("sum")              # (axis=None, keepdims=False)
+    mean = _op_method("mean")            # (axis=None, keepdims=False)
+    max = _op_method("max")              # (axis=None, keepdims=False)
+    reshape = view = _op_method("reshape")  # (*shape) or (shape)
+    permute = _op_method("permute")      # (*dims) or (dims)
+    transpose = _op_method("transpose")  # (dim0, dim1)
+    clip = clamp = _op_method("clip")    # (min=None, max=None)
+    exp, log, sqrt = _op_method("exp"), _op_method("log"), _op_method("sqrt")
+    abs, tanh = _op_method("abs"), _op_method("tanh")
+    sigmoid, relu = _op_method("sigmoid"), _op_method("relu")
 
     @property
     def T(self):
+        """The dims reversed, as `x.T` in PyTorch and NumPy."""
         return ops.permute(self, tuple(reversed(range(self.ndim))))
-
-    def clip(self, min=None, max=None):
-        return ops.clip(self, min, max)
-
-    clamp = clip
-
-    def exp(self):
-        return ops.exp(self)
-
-    def log(self):
-        return ops.log(self)
-
-    def sqrt(self):
-        return ops.sqrt(self)
-
-    def abs(self):
-        return ops.abs(self)
-
-    def tanh(self):
-        return ops.tanh(self)
-
-    def sigmoid(self):
-        return ops.sigmoid(self)
-
-    def relu(self):
-        return ops.relu(self)
 
     # ------------------------------------------------------------------ backward
     def backward(self, grad=None):
