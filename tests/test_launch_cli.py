@@ -135,6 +135,17 @@ def test_resuming_from_a_checkpoint_file_into_a_new_directory(launch, runs, tmp_
     assert snapshot(tmp_path / "branch") == before
 
 
+def test_a_resumed_run_counts_its_steps_on_from_the_checkpoint(launch, runs, tmp_path):
+    """One step counter: the one the watchdog and replica check report is the run's."""
+    from numpy_dl import distributed
+    checkpoint = runs / "vae" / "checkpoints" / "checkpoint-000000010.npz"
+    code, _, err = launch("train", "--resume", checkpoint, "--out", tmp_path / "branch",
+                          "--epochs", "3")
+    assert code == 0, err
+    record = json.loads((tmp_path / "branch" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == distributed.init().step == 15  # 10, then an epoch of 5 steps
+
+
 @pytest.mark.parametrize("model", ["conv-vae", "cvae"])
 def test_conv_and_conditional_models_train_and_sample(launch, tmp_path, model):
     spec = "synthetic:400" if model == "conv-vae" else "digits"

@@ -89,12 +89,12 @@ class Training:
         self.auto = Autoencoding(model, data.image_shape)
         self.objective = VAELoss(config.recon_loss, config.beta, reduction="none")
         base = make_optimizer(config, model.parameters())
-        self.start_epoch, self.step = 0, 0
+        self.start_epoch, comm.step = 0, 0
         if saved is not None:
             self._check_resumable(saved, class_name, model.config, base)
             model.load_state_dict(saved.model_state)
             base.load_state_dict(saved.optimizer_state)
-            self.start_epoch, self.step = saved.epoch, saved.step
+            self.start_epoch, comm.step = saved.epoch, saved.step
         apply_hyperparameters(base, config)
         self.optimizer = distributed.DistributedOptimizer(base, comm=comm)
         self.scheduler = make_scheduler(config, base)
@@ -102,6 +102,12 @@ class Training:
             self.scheduler.step()
         self.resumed_from = saved.path if saved is not None else None
         self._loader()
+
+    @property
+    def step(self):
+        """Updates taken so far: the communicator's count, which the DistributedOptimizer
+        advances and the stall watchdog and replica check report."""
+        return self.comm.step
 
     def _check_resumable(self, saved, class_name, model_config, optimizer):
         if saved.optimizer_state is None:
@@ -210,8 +216,7 @@ class Training:
             loss = per_sample.mean()
             self.optimizer.zero_grad()
             loss.backward()
-            self.optimizer.step()
-            self.step += 1
+            self.optimizer.step()  # advances self.step
             if self.config.replica_check_every and self.step % self.config.replica_check_every == 0:
                 self.check_replicas()
             totals.add(per_sample, reconstruction, kl)
