@@ -2,13 +2,27 @@
 from .module import Module
 
 
-class Sequential(Module):
+class _Numbered(Module):
+    """Child modules named by their position: length, iteration and append."""
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        setattr(self, str(len(self)), module)
+        return self
+
+
+class Sequential(_Numbered):
     """Modules applied in order; `model.encoder.0.weight` names come from here."""
 
     def __init__(self, *modules):
         super().__init__()
-        for index, module in enumerate(modules):
-            setattr(self, str(index), module)
+        for module in modules:
+            self.append(module)
 
     def forward(self, x):
         for module in self._modules.values():
@@ -24,28 +38,14 @@ class Sequential(Module):
             return part
         return list(self._modules.values())[index]
 
-    def __len__(self):
-        return len(self._modules)
 
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        setattr(self, str(len(self)), module)
-        return self
-
-
-class ModuleList(Module):
+class ModuleList(_Numbered):
     """A list of modules whose parameters are registered (no forward of its own)."""
 
     def __init__(self, modules=()):
         super().__init__()
         for module in modules:
             self.append(module)
-
-    def append(self, module):
-        setattr(self, str(len(self._modules)), module)
-        return self
 
     def extend(self, modules):
         for module in modules:
@@ -55,9 +55,3 @@ class ModuleList(Module):
     def __getitem__(self, index):
         modules = list(self._modules.values())
         return ModuleList(modules[index]) if isinstance(index, slice) else modules[index]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
