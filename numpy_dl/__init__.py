@@ -15,4 +15,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "manual_seed", "get_rng_state",
            "set_rng_state", "one_hot", "cat", "stack", "abs", "exp", "log", "sqrt", "tanh",
-           "sigmoid", "relu", "clip", "matmul", "reshape", "functional", "__version__"]
+           "sigmoid", "relu", "clip", "matmul", "reshape", "functional", "ops", "__version__"]

@@ -13,15 +13,21 @@ untrusted source cannot run code. It holds:
                                       numpy_dl_version, model {name, config}, epoch, step,
                                       data_position, config, optimizer {type, param_groups}
                                       (hyper-parameters), scheduler, world_size,
-                                      rng_states (one per rank), created, arrays_sha256
-`arrays_sha256` covers every array's name, dtype, shape and bytes; loading checks it and
-the format version and raises one CheckpointError on any mismatch or damage.
+                                      rng_states (one per rank), created
+    checksum                          the sha256 (as ASCII hex) of the metadata's bytes and
+                                      every other array's name, dtype, shape and bytes
+Loading checks the format version, the checksum, the metadata's structure and that every
+value is finite, and raises one CheckpointError on any damage; no checkpoint holding a
+non-finite value is written either. Version 1 files (a checksum over the arrays alone, in
+the metadata as `arrays_sha256`) are still read.
 
 A directory holds `checkpoint-<step>.npz` files (the `keep` most recently written) and
 `latest`, a text file naming the newest complete one (without it, as in a copy that lost
-it, the checkpoint of the highest step counts as the latest). Every file is written by
-`write_atomically`, and `latest` moves only after its checkpoint is complete, so a writer
-killed at any moment leaves the previous checkpoint and `latest` valid.
+it, or when it is broken or names a missing file, the checkpoint of the highest step
+counts as the latest, with a warning). Every file is written by `write_atomically`, and
+`latest` moves only after its checkpoint is complete, so a writer killed at any moment
+leaves the previous checkpoint and `latest` valid. `load_latest` goes further back when
+the newest file does not verify.
 
     path = checkpoint.save(run_dir, model, optimizer, epoch=3, step=1200, config=cfg)
     ckpt = checkpoint.load(checkpoint.latest(run_dir))   # latest -> None if none yet
@@ -32,6 +38,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import math
 import os
 import re
 import warnings
@@ -44,7 +51,8 @@ from . import __version__
 from . import random as ndl_random
 
 FORMAT = "numpy_dl.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 POINTER = "latest"
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)\.npz")
 _TEMPORARY_NAME = re.compile(r"\.(checkpoint-\d+\.npz|latest)\.tmp")
@@ -111,19 +119,23 @@ def save(directory, model, optimizer=None, *, epoch=0, step=0, config=None,
         raise ValueError(f"checkpoint.save: epoch and step must be >= 0, got {epoch}, {step}")
     rng_states = [ndl_random.get_rng_state()] if rng_states is None else list(rng_states)
     arrays, optimizer_metadata = _arrays(model, optimizer)
+    for key, array in arrays.items():
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise ValueError(f"checkpoint.save: {key} holds non-finite values; a checkpoint "
+                             f"never holds them, so that a resume cannot start from them")
     metadata = dict(format=FORMAT, format_version=FORMAT_VERSION, numpy_dl_version=__version__,
                     model={"name": type(model).__name__, "config": getattr(model, "config", None)},
                     optimizer=optimizer_metadata, epoch=int(epoch), step=int(step),
                     config=config, data_position=data_position, scheduler=scheduler_state,
                     world_size=len(rng_states), rng_states=rng_states,
-                    created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                    arrays_sha256=_checksum(arrays))
+                    created=datetime.datetime.now(datetime.timezone.utc).isoformat())
     try:
-        text = json.dumps(metadata, default=_plain)
+        text = json.dumps(metadata, default=_plain, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"checkpoint.save: the metadata must be plain data (numbers, strings, "
-                        f"lists, dicts): {exc}") from None
+                        f"lists, dicts; finite): {exc}") from None
     arrays["metadata"] = np.frombuffer(text.encode(), dtype=np.uint8)
+    arrays["checksum"] = np.frombuffer(_checksum(arrays).encode(), dtype=np.uint8)
     name = f"checkpoint-{int(step):09d}.npz"
     path = os.path.join(directory, name)
     os.makedirs(directory or ".", exist_ok=True)
@@ -168,8 +180,9 @@ def _prune(directory, keep, newest):
 
 
 def _checksum(arrays):
+    """sha256 hex of every array (the metadata included) but `checksum` itself."""
     digest = hashlib.sha256()
-    for name in sorted(arrays):
+    for name in sorted(set(arrays) - {"checksum"}):
         array = np.asarray(arrays[name], order="C")
         digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
         digest.update(array)
@@ -178,60 +191,82 @@ def _checksum(arrays):
 
 # ---------------------------------------------------------------------------- reading
 def latest(directory):
-    """The path of the newest complete checkpoint in `directory` (what `latest` names, or
-    the checkpoint of the highest step when `latest` is missing), or None when there is
-    none yet."""
+    """The path of the newest checkpoint in `directory`: what `latest` names, or the
+    checkpoint of the highest step when `latest` is missing, or broken, or names a file
+    that is gone (then with a warning); None when there is none."""
     pointer = os.path.join(directory, POINTER)
     try:
-        with open(pointer) as file:
-            name = file.read().strip()
+        with open(pointer, "rb") as file:
+            name = file.read(256).decode().strip()
     except FileNotFoundError:
         # Files are renamed into place complete, so any of them is a valid checkpoint; the
         # step in the name survives a copy, where write times may not.
-        names = os.listdir(directory) if os.path.isdir(directory) else []
-        steps = {int(match.group(1)): name for name in names
-                 if (match := _CHECKPOINT_NAME.fullmatch(name))}
-        return os.path.join(directory, steps[max(steps)]) if steps else None
-    if not _CHECKPOINT_NAME.fullmatch(name):
-        raise CheckpointError(f"{pointer} should name a checkpoint file, but holds {name!r}")
-    path = os.path.join(directory, name)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{pointer} names {name}, which does not exist")
-    return path
+        return _by_step(directory)[0] if _by_step(directory) else None
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = f"cannot be read ({exc})"
+    else:
+        if not _CHECKPOINT_NAME.fullmatch(name):
+            problem = f"holds {name[:60]!r}, not a checkpoint file name"
+        elif not os.path.isfile(os.path.join(directory, name)):
+            problem = f"names {name}, which does not exist"
+        else:
+            return os.path.join(directory, name)
+    candidates = _by_step(directory)
+    if not candidates:
+        raise CheckpointError(f"{pointer} {problem}, and {directory} holds no other checkpoint")
+    warnings.warn(f"{pointer} {problem}; using {os.path.basename(candidates[0])}, the "
+                  f"checkpoint of the highest step", stacklevel=2)
+    return candidates[0]
+
+
+def _by_step(directory):
+    """The checkpoint files in `directory`, highest step first."""
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    steps = {int(match.group(1)): name for name in names
+             if (match := _CHECKPOINT_NAME.fullmatch(name))}
+    return [os.path.join(directory, steps[step]) for step in sorted(steps, reverse=True)]
+
+
+def load_latest(directory):
+    """The newest checkpoint in `directory` that loads and verifies, or None when there is
+    none yet. Each newer one that does not verify is skipped with a warning, so a job
+    requeued after a crash goes on from the last good checkpoint; CheckpointError when
+    there are checkpoints and none of them verifies."""
+    first = latest(directory)
+    if first is None:
+        return None
+    candidates = [first] + [path for path in _by_step(directory) if path != first]
+    failures = []
+    for path in candidates:
+        try:
+            loaded = load(path)
+        except CheckpointError as error:
+            failures.append(str(error))
+            continue
+        for failure in failures:
+            warnings.warn(f"{failure}; going back to {os.path.basename(path)}", stacklevel=2)
+        return loaded
+    raise CheckpointError(f"no checkpoint in {directory} verifies: {'; '.join(failures)}")
 
 
 def load(path):
     """Read and verify a checkpoint; raises CheckpointError when the file is missing,
-    damaged, or of another format version."""
+    damaged, edited, of another format version, or holds a non-finite value."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as file, np.load(file, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}") from None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        # NumPy's own words for a non-archive suggest loading it with pickle: never.
-        detail = "" if "pickle" in str(exc) else f": {exc}"
-        raise CheckpointError(f"{path} is not a readable checkpoint (not a NumPy .npz archive, "
-                              f"or truncated or damaged){detail}") from None
-    try:
-        metadata = json.loads(arrays.pop("metadata").tobytes().decode())
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path} has no readable metadata record: {exc}") from None
-    if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} is of format {metadata.get('format')!r} version "
-                              f"{metadata.get('format_version')}; this numpy_dl reads {FORMAT!r} "
-                              f"version {FORMAT_VERSION}")
-    if _checksum(arrays) != metadata.get("arrays_sha256"):
-        raise CheckpointError(f"{path} is damaged: its arrays do not match the checksum "
-                              f"written with them")
+    arrays = _read_arrays(path)
+    metadata = _metadata(path, arrays)
+    for key, array in arrays.items():
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise CheckpointError(f"{path} holds non-finite values in {key}; refusing to use it")
     model_state, optimizer_state = {}, {}
     for key, value in arrays.items():
         section, _, name = key.partition("/")
-        if section == "model":
+        if section == "model" and name:
             model_state[name] = value
         elif section == "optimizer" and name.startswith("state/"):
-            _, index, state_name = name.split("/", 2)
+            _, index, state_name = name.split("/", 2) if name.count("/") >= 2 else ("", "", "")
+            if not (index.isdecimal() and state_name) or (state_name == "step" and value.ndim):
+                raise CheckpointError(f"{path} holds a malformed optimizer array {key!r}")
             entry = optimizer_state.setdefault(int(index), {})
             entry[state_name] = int(value) if state_name == "step" else value
         else:
@@ -242,6 +277,105 @@ def load(path):
                      "param_groups": [_hyper_parameters(g)
                                       for g in metadata["optimizer"]["param_groups"]]}
     return Checkpoint(path, metadata, model_state, optimizer)
+
+
+def _read_arrays(path):
+    """{name: array} of an .npz file, each member's header checked against its size
+    before anything is allocated; CheckpointError for anything that is not a sound one."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {member.filename[:-len(".npy")]: _read_member(archive, member)
+                    for member in archive.infolist()}
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path} is damaged: {exc}") from None
+    except Exception as exc:  # zipfile and NumPy's parsers fail in many ways on damage
+        # NumPy's own words for a non-archive suggest loading it with pickle: never.
+        detail = "" if "pickle" in str(exc) else f": {type(exc).__name__}: {exc}"
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a NumPy .npz archive, "
+                              f"or truncated or damaged){detail[:200]}") from None
+
+
+def _read_member(archive, member):
+    if not member.filename.endswith(".npy"):
+        raise CheckpointError(f"member {member.filename[:60]!r} is not an array")
+    with archive.open(member) as file:
+        version = np.lib.format.read_magic(file)
+        if version not in ((1, 0), (2, 0)):
+            raise CheckpointError(f"array {member.filename[:60]!r} has .npy version {version}")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(file)
+        if dtype.hasobject or dtype.kind not in "biufc":
+            raise CheckpointError(f"array {member.filename[:60]!r} has dtype {dtype}, not a "
+                                  f"number type")
+        if math.prod(shape) * dtype.itemsize > member.file_size:
+            raise CheckpointError(f"array {member.filename[:60]!r} claims shape {shape}, more "
+                                  f"than the {member.file_size} bytes it holds")
+    with archive.open(member) as file:
+        return np.lib.format.read_array(file, allow_pickle=False)
+
+
+def _metadata(path, arrays):
+    """The metadata record, checked: format, version, checksum, then structure. Takes
+    `metadata` and `checksum` out of `arrays`."""
+    raw, stored = arrays.pop("metadata", None), arrays.pop("checksum", None)
+    try:
+        metadata = json.loads(raw.tobytes().decode())
+    except (AttributeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} has no readable metadata record: "
+                              f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path} has a metadata record that is not a JSON object")
+    version = metadata.get("format_version")
+    if metadata.get("format") != FORMAT or version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path} is of format {str(metadata.get('format'))[:60]!r} "
+                              f"version {str(version)[:20]}; this numpy_dl reads {FORMAT!r} "
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))}")
+    if version == 1:  # the checksum covered the arrays alone
+        expected, actual = metadata.get("arrays_sha256"), _checksum(arrays)
+    else:
+        expected = None if stored is None else stored.tobytes().decode("ascii", "replace")
+        actual = _checksum({**arrays, "metadata": raw})
+    if actual != expected:
+        raise CheckpointError(f"{path} is damaged or was edited: its contents do not match "
+                              f"the checksum written with them")
+    _check_structure(path, metadata)
+    return metadata
+
+
+def _check_structure(path, metadata):
+    """CheckpointError unless the record has the fields and types `save` writes (a file
+    can carry a valid checksum and still come from a faulty or foreign writer)."""
+    def count(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    def fail(what):
+        raise CheckpointError(f"{path} has malformed metadata: {what}")
+
+    for key in ("epoch", "step", "world_size"):
+        if not count(metadata.get(key)):
+            fail(f"{key} is {str(metadata.get(key))[:40]}, expected an integer >= 0")
+    rng_states = metadata.get("rng_states")
+    if not (isinstance(rng_states, list) and len(rng_states) == metadata["world_size"] >= 1
+            and all(isinstance(state, dict) for state in rng_states)):
+        fail("rng_states is not one generator state per rank")
+    model = metadata.get("model")
+    if not (isinstance(model, dict) and isinstance(model.get("name"), str)
+            and isinstance(model.get("config"), (dict, type(None)))):
+        fail("model is not {name, config}")
+    optimizer = metadata.get("optimizer")
+    if optimizer is not None and not (
+            isinstance(optimizer, dict) and isinstance(optimizer.get("type"), str)
+            and isinstance(optimizer.get("param_groups"), list)
+            and all(isinstance(group, dict) and isinstance(group.get("params"), list)
+                    and all(count(index) for index in group["params"])
+                    for group in optimizer["param_groups"])):
+        fail("optimizer is not {type, param_groups with params}")
+    for key in ("data_position", "scheduler", "config"):
+        if not isinstance(metadata.get(key), (dict, type(None))):
+            fail(f"{key} is not an object")
 
 
 def _hyper_parameters(group):
@@ -266,7 +400,11 @@ def restore(checkpoint, model, optimizer=None, scheduler=None, rank=0, world_siz
         scheduler.load_state_dict(checkpoint.scheduler_state)
     rng_states = checkpoint.metadata["rng_states"]
     if len(rng_states) == world_size:
-        ndl_random.set_rng_state(rng_states[rank])
+        try:
+            ndl_random.set_rng_state(rng_states[rank])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{checkpoint.path} holds an unusable random state for rank "
+                                  f"{rank}: {str(exc)[:200]}") from None
     elif rank == 0:
         warnings.warn(f"{checkpoint.path} was written by {len(rng_states)} ranks and resumes "
                       f"on {world_size}: the random streams start afresh, so the run is not "
@@ -281,6 +419,10 @@ def build_model(checkpoint):
                               f"`config`, so it cannot be rebuilt from the checkpoint alone; "
                               f"build the model and call restore()")
     from . import models
-    model = models.build(checkpoint.model_name, **checkpoint.model_config)
-    model.load_state_dict(checkpoint.model_state)
+    try:
+        model = models.build(checkpoint.model_name, **checkpoint.model_config)
+        model.load_state_dict(checkpoint.model_state)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{checkpoint.path} holds a model that cannot be rebuilt: "
+                              f"{str(exc)[:300]}") from None
     return model

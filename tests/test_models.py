@@ -504,3 +504,33 @@ def test_every_model_has_one_interface(make, variational, conditional):
         model.train()
         eps = np.zeros((n, model.latent_dim), np.float32)
         np.testing.assert_array_equal(model.reparameterize(*code, eps=eps).data, mu.data)
+
+
+@pytest.mark.parametrize("name, config", [
+    ("Autoencoder", dict(input_size=784, hidden_sizes=[512, 256], latent_dim=64)),
+    ("Autoencoder", dict(input_size=5, hidden_sizes=[], latent_dim=2)),
+    ("VariationalAutoencoder", dict(input_size=64, hidden_sizes=[256, 128], latent_dim=16)),
+    ("VariationalAutoencoder", dict(input_size=7, hidden_sizes=[], latent_dim=3)),
+    ("ConditionalVAE", dict(input_size=64, num_classes=10, hidden_sizes=[32], latent_dim=4)),
+    ("ConvAutoencoder", dict(in_channels=1, base_channels=32, latent_dim=128, image_size=28)),
+    ("ConvVariationalAutoencoder", dict(in_channels=3, base_channels=4, latent_dim=5,
+                                        image_size=13, num_layers=2)),
+])
+def test_the_parameter_bound_holds_and_is_close(name, config):
+    from numpy_dl.models import MODELS, build
+    from numpy_dl.models.sizes import parameter_bound
+    actual = sum(p.data.size for p in build(name, **config).parameters())
+    assert actual <= parameter_bound(MODELS[name], config) <= 2 * actual + 100
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(input_size=64, hidden_sizes=[10 ** 6, 10 ** 6], latent_dim=8), "would need up to"),
+    (dict(input_size=64, hidden_sizes=[256], latent_dim=10 ** 9), "would need up to"),
+    (dict(input_size=64, hidden_sizes=[1] * 100_000, latent_dim=8), "at most 1000 are"),
+    (dict(input_size=64, hidden_sizes=[8], latent_dim=8, width=3), "unexpected keyword"),
+    (dict(input_size="64", hidden_sizes=[8], latent_dim=8), "expected positive integers"),
+])
+def test_build_refuses_impossible_sizes_before_allocating(config, message):
+    from numpy_dl.models import build
+    with pytest.raises((ValueError, TypeError), match=message):
+        build("VariationalAutoencoder", **config)

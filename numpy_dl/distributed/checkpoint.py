@@ -19,7 +19,7 @@ from ..checkpoint import FORMAT, FORMAT_VERSION, Checkpoint, CheckpointError, bu
 from .broadcast import on_root
 from .communicator import resolve
 
-__all__ = ["save", "latest", "load", "restore", "build_model", "Checkpoint", "CheckpointError",
+__all__ = ["save", "latest", "load", "load_latest", "restore", "build_model", "Checkpoint", "CheckpointError",
            "FORMAT", "FORMAT_VERSION"]
 
 
@@ -39,6 +39,17 @@ def save(directory, model, optimizer=None, *, epoch=0, step=0, config=None,
 def latest(directory, comm=None):
     """The path of the newest complete checkpoint in `directory`, or None. Collective."""
     return on_root(lambda: files.latest(directory), resolve(comm))
+
+
+def load_latest(directory, comm=None):
+    """The newest checkpoint in `directory` that verifies (see numpy_dl.checkpoint), on
+    every rank, or None when there is none. Collective."""
+    fields = on_root(lambda: _fields(files.load_latest(directory)), resolve(comm))
+    return None if fields is None else Checkpoint(**fields)
+
+
+def _fields(checkpoint):
+    return None if checkpoint is None else vars(checkpoint)
 
 
 def load(path, comm=None):
