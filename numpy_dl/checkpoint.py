@@ -121,8 +121,8 @@ def save(directory, model, optimizer=None, *, epoch=0, step=0, config=None,
     arrays, optimizer_metadata = _arrays(model, optimizer)
     for key, array in arrays.items():
         if array.dtype.kind in "fc" and not np.isfinite(array).all():
-            raise ValueError(f"checkpoint.save: {key} holds non-finite values; a checkpoint "
-                             f"never holds them, so that a resume cannot start from them")
+            raise CheckpointError(f"refusing to write a checkpoint whose {key} holds "
+                                  f"non-finite values (a resume would start from them)")
     metadata = dict(format=FORMAT, format_version=FORMAT_VERSION, numpy_dl_version=__version__,
                     model={"name": type(model).__name__, "config": getattr(model, "config", None)},
                     optimizer=optimizer_metadata, epoch=int(epoch), step=int(step),

@@ -1,6 +1,9 @@
-"""Shared helpers for the core's tests: a float64 finite-difference gradient check and a
-guard that every op keeps float32 in float32 (its output and the gradients it sends back).
+"""Shared helpers: a float64 finite-difference gradient check, a guard that every op keeps
+float32 in float32 (its output and the gradients it sends back), and `launch`, which runs
+the command line in this process.
 """
+import warnings
+
 import numpy as np
 import pytest
 
@@ -98,3 +101,16 @@ def one_blas_thread():
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):
         yield
+
+
+@pytest.fixture
+def launch(capsys, monkeypatch):
+    """launch(*argv) -> (exit code, stdout, stderr) of `python -m numpy_dl.launch ARGV`."""
+    from numpy_dl.launch.cli import main
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main replaces it
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+    return run

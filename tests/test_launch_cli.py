@@ -4,7 +4,6 @@ written before untouched. (test_launch_mpi.py runs the same under mpirun.)"""
 import csv
 import json
 import os
-import re
 import time
 import warnings
 
@@ -12,41 +11,13 @@ import numpy as np
 import pytest
 
 from distributed_helpers import UNDER_MPI
-from launch_helpers import png_size
+from launch_helpers import QUICK, one_line_error, png_size, snapshot
 from numpy_dl.launch import progress
 from numpy_dl.launch.cli import main
 from numpy_dl.launch.config import tomllib  # or tomli, on Python 3.10
 
 pytestmark = pytest.mark.skipif(UNDER_MPI, reason="trains in this process as a world of one; "
                                 "test_launch_mpi.py runs the launcher under mpirun")
-
-# Small and quick: 180 digits to train on (the rest validate), a small MLP.
-QUICK = ["--val-fraction", "0.9", "--batch-size", "32", "--hidden-sizes", "32",
-         "--latent-dim", "4", "--epochs", "2"]
-
-
-@pytest.fixture
-def launch(capsys, monkeypatch):
-    """launch(*argv) -> (exit code, stdout, stderr) of `python -m numpy_dl.launch ARGV`."""
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main replaces it
-
-    def run(*argv):
-        code = main([str(a) for a in argv])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-    return run
-
-
-def snapshot(directory):
-    """{relative path: (size, mtime)} of every file under `directory`."""
-    found = {}
-    for root, _, names in os.walk(directory):
-        for name in names:
-            path = os.path.join(root, name)
-            found[os.path.relpath(path, directory)] = (os.path.getsize(path),
-                                                      os.stat(path).st_mtime_ns)
-    return found
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
@@ -59,19 +30,12 @@ def runs(tmp_path_factory):
     return root
 
 
-def one_line_error(err, code, expected_code, pattern):
-    lines = err.splitlines()
-    assert code == expected_code and len(lines) == 1, err
-    assert lines[0].startswith("numpy_dl: error: "), err
-    assert re.search(pattern, lines[0]), lines[0]
-
-
 # ---------------------------------------------------------------- training and its files
 
 def test_a_run_directory_holds_config_metrics_checkpoints_and_pictures(runs):
     run = runs / "vae"
-    assert sorted(os.listdir(run)) == ["checkpoints", "config.toml", "images", "loss.png",
-                                       "metrics.jsonl"]
+    assert sorted(os.listdir(run)) == [".lock", "checkpoints", "config.toml", "images",
+                                       "loss.png", "metrics.jsonl"]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     for key in ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl",

@@ -115,7 +115,7 @@ def test_resume_auto_finds_the_checkpoints_of_a_run_that_lost_its_pointer(tmp_pa
     model = models.Autoencoder(4, (3,), 2)
     saved = checkpoint.save(tmp_path / "checkpoints", model, step=7, comm=comm)
     (tmp_path / "checkpoints" / "latest").unlink()
-    assert rundir.plan(TrainConfig(out=str(tmp_path), resume="auto"), comm)[1] == saved
+    assert rundir.plan(TrainConfig(out=str(tmp_path), resume="auto"), comm)[1].path == saved
     assert rundir.find_checkpoint(tmp_path, comm) == saved
 
 

@@ -29,7 +29,16 @@ LR_SCHEDULES = ("none", "step", "exponential", "cosine")
 RECON_LOSSES = ("mse", "bce")
 
 # Options that say where and how a run goes rather than what it trains.
-PLACEMENT = ("out", "resume")
+PLACEMENT = ("out", "resume", "allow_changes")
+
+# Options that decide the model's architecture; a checkpoint only resumes its own.
+ARCHITECTURE = ("model", "latent_dim", "hidden_sizes", "base_channels")
+
+# Options a resumed run may change without --allow-changes: they do not change what each
+# step computes (the batch sizes are checked as the global batch they make).
+FREE_TO_CHANGE = ("epochs", "checkpoint_every", "checkpoint_every_steps",
+                  "checkpoint_every_minutes", "keep", "replica_check_every", "threads",
+                  "batch_size", "global_batch_size")
 
 
 # ------------------------------------------------------------------ converters
@@ -63,6 +72,19 @@ def number(minimum=0.0, below=None, positive=False):
         return x
     convert.metavar = "X"
     return convert
+
+
+def boolean(value):
+    """true/false from TOML, or the command line's true/false/yes/no/1/0."""
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+boolean.metavar = "BOOL"
 
 
 def choice(*names):
@@ -115,6 +137,9 @@ class TrainConfig:
     epochs: int = option(60, "number of passes over the training set", integer(1))
     batch_size: int = option(32, "samples per rank per step; the global batch is this times "
                              "the number of ranks", integer(1))
+    global_batch_size: int = option(None, "samples per step over all ranks, shared out "
+                                    "equally (instead of --batch-size, so the run is the "
+                                    "same at any rank count)", integer(1))
     lr: float = option(3e-3, "learning rate", number(positive=True))
     optimizer: str = option("adam", "optimizer", choice(*OPTIMIZERS))
     weight_decay: float = option(0.0, "L2 penalty (decoupled for adamw)", number())
@@ -142,6 +167,10 @@ class TrainConfig:
                        integer(0))
     checkpoint_every: int = option(5, "epochs between checkpoints (the last epoch is always "
                                    "saved)", integer(1))
+    checkpoint_every_steps: int = option(0, "steps between checkpoints inside epochs (0: "
+                                         "none)", integer(0))
+    checkpoint_every_minutes: float = option(0.0, "minutes between checkpoints inside epochs "
+                                             "(0: none)", number())
     keep: int = option(3, "checkpoints to keep", integer(1))
     replica_check_every: int = option(500, "steps between checks that every rank holds the "
                                       "same parameters (0: never)", integer(0))
@@ -152,6 +181,9 @@ class TrainConfig:
     resume: str = option(None, "continue from a checkpoint: auto (the latest in --out, if "
                          "any) or a checkpoint file or run directory", text,
                          metavar="auto|PATH", flag_value="auto")
+    allow_changes: bool = option(False, "resume even when the options change what the run "
+                                 "computes (model, data, optimiser, global batch); the changes "
+                                 "are recorded in RUN/changes.jsonl", boolean, flag_value="true")
 
 
 OPTIONS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -36,7 +36,7 @@ class Console:
         origin = f"[rank {error.rank}] " if self.comm.size > 1 and error.rank else ""
         if error.agreed or self.comm.size == 1:
             if self.comm.is_main:
-                print(f"{origin}numpy_dl: error: {error}", file=sys.stderr, flush=True)
+                print(f"{origin}numpy_dl: {error.label}: {error}", file=sys.stderr, flush=True)
             return error.exit_code
         print(f"{self.prefix}numpy_dl: error: {error}; aborting all {self.comm.size} ranks",
               file=sys.stderr, flush=True)

@@ -1,9 +1,11 @@
 """How a command fails: one line and an exit code, and never a rank left waiting.
 
-Two kinds of failure end a command with a one-line message instead of a traceback:
-`UsageError` (exit code 2) when what the user asked for cannot be done (an option, a
-config file, a dataset or a checkpoint that is wrong), and `RunError` (exit code 1) when
-the work itself fails (a damaged checkpoint, a loss that became NaN). Any other exception
+Exit codes: 0 done; 1 `RunError`, the work failed (a damaged checkpoint, a file that
+cannot be written); 2 `UsageError`, what the user asked for cannot be done (an option, a
+config file, a dataset or a checkpoint that does not fit); 3 `NonFiniteError`, training met
+a non-finite loss or gradient; 75 `Stopped`, a signal stopped the run after it wrote a
+checkpoint (requeue and resume); 130, a second Ctrl-C aborted it at once. Each ends the
+command with one line instead of a traceback. Any other exception
 is a bug and keeps its traceback; under MPI the distributed layer's hook prints it with
 the rank and aborts the job.
 
@@ -24,6 +26,7 @@ from ..checkpoint import CheckpointError
 class LaunchError(Exception):
     """A failure the launcher reports as one line; `rank` is where it happened."""
     exit_code = 1
+    label = "error"
 
     def __init__(self, message):
         super().__init__(message)
@@ -39,6 +42,19 @@ class UsageError(LaunchError):
 class RunError(LaunchError):
     """The work failed while being done."""
     exit_code = 1
+
+
+class NonFiniteError(LaunchError):
+    """Training met a non-finite loss or gradient and stopped before applying it; the last
+    good checkpoint is the one to go back to (with a lower --lr, say)."""
+    exit_code = 3
+
+
+class Stopped(LaunchError):
+    """A signal asked the run to stop, and it did so after writing a checkpoint of the step
+    it reached: requeue the job, and `--resume auto` goes on from there."""
+    exit_code = 75
+    label = "stopped"
 
 
 def _as_launch_error(error):

@@ -58,6 +58,26 @@ class Totals:
                 self.sums[name] += float(part.data.sum(dtype=np.float64))
         self.count += len(loss.data)
 
+    def state(self):
+        """This rank's sums so far, for a checkpoint taken in the middle of an epoch."""
+        return {"sums": dict(self.sums), "count": self.count}
+
+    @classmethod
+    def resumed(cls, states, variational, comm):
+        """Totals going on from a checkpoint's per-rank `state()`s: this rank's own at the
+        rank count that saved them (so the epoch's means come out bitwise the same);
+        at another rank count rank 0 carries them all (the same means up to rounding)."""
+        totals = cls(variational)
+        if len(states) == comm.size:
+            carried = [states[comm.rank]]
+        else:
+            carried = states if comm.rank == 0 else []
+        for state in carried:
+            for name in totals.sums:
+                totals.sums[name] += state["sums"][name]
+            totals.count += state["count"]
+        return totals
+
     def means(self, comm):
         local = {name: (total / self.count if self.count else 0.0, self.count)
                  for name, total in self.sums.items()}

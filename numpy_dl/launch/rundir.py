@@ -7,10 +7,14 @@ overwriting another.
     RUN/images/            reconstructions-epoch-NNNN.png (inputs above their
                            reconstructions) and, for VAEs, samples-epoch-NNNN.png
     RUN/loss.png           training and validation loss per epoch, drawn at the end
+    RUN/changes.jsonl      one line per resume that changed options (--allow-changes)
+    RUN/.lock              locked by the run while it trains (an OS lock: released when
+                           the process ends in any way, so a killed run leaves none held)
 
 Rank 0 writes everything; decisions about the directory are made on rank 0 and sent to
 the others, so the ranks agree even where they do not share a file system.
 """
+import fcntl
 import json
 import os
 import time
@@ -20,9 +24,14 @@ from ..distributed import checkpoint, on_root
 from .errors import UsageError
 
 
+LOCK = ".lock"
+
+
 class RunDirectory:
     def __init__(self, path):
         self.path = os.fspath(path)
+        self.changes = os.path.join(self.path, "changes.jsonl")
+        self._lock = None
         self.config = os.path.join(self.path, "config.toml")
         self.metrics = os.path.join(self.path, "metrics.jsonl")
         self.checkpoints = os.path.join(self.path, "checkpoints")
@@ -32,23 +41,75 @@ class RunDirectory:
     def image(self, kind, epoch):
         return os.path.join(self.images, f"{kind}-epoch-{epoch:04d}.png")
 
-    def prepare(self, config_text, epochs_done):
-        """Create the directory, write config.toml, and keep the metrics of the epochs
-        already done (those of a resumed checkpoint; later ones are trained again)."""
+    def lock(self):
+        """Hold the directory's lock for as long as this process lives; UsageError when
+        another run holds it. Taken before anything is written; a second train on the
+        same directory stops here."""
+        os.makedirs(self.path, exist_ok=True)
+        file = open(os.path.join(self.path, LOCK), "a")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            file.close()
+            raise UsageError(f"run directory {self.path} is in use by another train; wait for "
+                             f"it to end, or choose another --out") from None
+        self._lock = file
+
+    def unlock(self):
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def require_no_metrics(self):
+        """UsageError when the run has metrics but no checkpoint: starting over would
+        discard what it did."""
+        if self.read_metrics():
+            raise UsageError(f"{self.path} has metrics of a run but no checkpoint in "
+                             f"{self.checkpoints} to resume from; restore its checkpoints, or "
+                             f"train into a new --out")
+
+    def prepare(self, config_text, saved, changes):
+        """Create the directory and write config.toml for a new run; for a resumed one
+        keep config.toml (the run's original options), record the options that changed,
+        and keep the metrics of the epochs up to the checkpoint's step (later ones are
+        trained again, so none is lost or doubled)."""
         os.makedirs(self.images, exist_ok=True)
-        write_atomically(self.config, config_text.encode())
-        kept = [record for record in self.read_metrics() if record["epoch"] <= epochs_done]
+        if saved is None or not os.path.exists(self.config):
+            write_atomically(self.config, config_text.encode())
+        if changes:
+            record = {"resumed_from": saved.path, "step": saved.step,
+                      "changes": {name: list(pair) for name, pair in changes.items()}}
+            self._append(self.changes, record)
+        step = saved.step if saved is not None else 0
+        kept = [record for record in self.read_metrics() if record["step"] <= step]
         write_atomically(self.metrics, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
     def append_metrics(self, record):
-        with open(self.metrics, "a") as file:
-            file.write(json.dumps(record) + "\n")
+        self._append(self.metrics, record)
+
+    @staticmethod
+    def _append(path, record):
+        """Add a JSON line and fsync, so a line written before a checkpoint is on disk
+        before the checkpoint is."""
+        with open(path, "a") as file:
+            file.write(json.dumps(record, default=str) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
 
     def read_metrics(self):
+        """The complete records of metrics.jsonl (a line cut short by a crash is left out)."""
         if not os.path.exists(self.metrics):
             return []
-        with open(self.metrics) as file:
-            return [json.loads(line) for line in file if line.strip()]
+        records = []
+        with open(self.metrics, "rb") as file:
+            for line in file:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("step"), int):
+                    records.append(record)
+        return records
 
 
 def default_path(config):
@@ -63,13 +124,14 @@ def default_path(config):
 
 
 def plan(config, comm):
-    """(RunDirectory, checkpoint to resume from or None) for `config`. Collective.
+    """(RunDirectory, Checkpoint to resume from or None) for `config`. Collective; nothing
+    is written (the run locks the directory when it starts writing, `lock`).
 
     Without --resume the directory must be new or empty: a finished run is never
-    overwritten by accident. --resume auto continues the run in --out from its latest
-    checkpoint, or starts it when it has none yet; --resume PATH continues from that
-    checkpoint (or run directory) in the checkpoint's own run, or in --out, which must
-    then be new or empty like a fresh run's."""
+    overwritten by accident. --resume auto continues the run in --out from its newest
+    checkpoint that verifies, or starts it when it has neither checkpoints nor metrics
+    yet; --resume PATH continues from that checkpoint (or run directory) in the
+    checkpoint's own run, or in --out, which must then be new or empty like a fresh run's."""
     if config.resume is None:
         path = config.out or comm.bcast_object(default_path(config) if comm.is_main else None)
         on_root(lambda: _require_empty(path), comm)
@@ -78,21 +140,25 @@ def plan(config, comm):
         if config.out is None:
             raise UsageError("--resume auto continues the run in --out; give its directory, "
                              "as in --out runs/my-run --resume auto")
-        on_root(lambda: check_output_directory(config.out), comm)
         run = RunDirectory(config.out)
-        return run, checkpoint.latest(run.checkpoints, comm)
+        on_root(lambda: check_output_directory(config.out), comm)
+        saved = checkpoint.load_latest(run.checkpoints, comm)
+        if saved is None:
+            on_root(run.require_no_metrics, comm)
+        return run, saved
     found = find_checkpoint(config.resume, comm)
     own_run = run_of(found)
     if config.out is not None and os.path.abspath(config.out) != own_run:
         on_root(lambda: _require_empty(config.out), comm)  # a new run branching off
-    return RunDirectory(config.out or own_run), found
+    return RunDirectory(config.out or own_run), checkpoint.load(found, comm)
 
 
 def _require_empty(path):
     check_output_directory(path)
-    if os.path.isdir(path) and os.listdir(path):
+    held = sorted(set(os.listdir(path)) - {LOCK}) if os.path.isdir(path) else []
+    if held:
         raise UsageError(f"run directory {path} is not empty (it holds "
-                         f"{', '.join(sorted(os.listdir(path))[:4])}); pass --resume auto to "
+                         f"{', '.join(held[:4])}); pass --resume auto to "
                          f"continue the run in it, or choose a new --out")
 
 

@@ -1,20 +1,30 @@
 """The `train` command: data-parallel training of an autoencoder, the same code on one
 process and on N MPI ranks.
 
-Each rank holds the whole dataset and trains on its shard of every global batch (a
-DistributedSampler over the training split, dropping the tail that does not fill a
-global batch); the DistributedOptimizer averages the gradients, so every rank takes the
-same step. After each epoch the held-out split is evaluated across the ranks, rank 0
-writes the metrics and pictures, and every --checkpoint-every epochs a checkpoint.
+Each rank holds the whole dataset and trains on its share of every global batch; the
+DistributedOptimizer averages the gradients, so every rank takes the same step. After
+each epoch the held-out split is evaluated across the ranks, rank 0 writes the metrics
+and pictures, and a checkpoint when one is due (every --checkpoint-every epochs,
+--checkpoint-every-steps steps or --checkpoint-every-minutes minutes).
 
-Same global batch, same run. The sampler shuffles with (seed, epoch) and deals position
-p of the epoch's order to rank p % R, so global batch k is positions [kB, (k+1)B) of that
-order whatever the rank count R, and rank r's row j is its position r + R*j. All training
-randomness (denoising noise and the VAE's reparameterisation noise) is drawn for the
-whole global batch from (seed, step) and each rank takes its rows [r::R]. A run with
--n 1 --batch-size 64 and one with -n 2 --batch-size 32 therefore see the same samples
-with the same noise at every step and differ only in float rounding; and a run resumed
-from a checkpoint continues exactly as if it had never stopped.
+Same global batch, same run. The epoch's sample order comes from (seed, epoch) alone;
+global batch k of an epoch is positions [kB, (k+1)B) of that order, and rank r of R takes
+positions r, r + R, ... of it. All training randomness (denoising noise and the VAE's
+reparameterisation noise) is drawn for the whole global batch from (seed, step) and each
+rank takes its rows [r::R]. A run with -n 1 --batch-size 64 and one with -n 2
+--batch-size 32 therefore see the same samples with the same noise at every step and
+differ only in float rounding.
+
+Exact resume. A checkpoint records the step, the position in the epoch (in samples) and
+each rank's partial sums of the epoch's losses, so a resumed run goes on with the very
+next batch and, at the same rank count, is bitwise the run that was never interrupted;
+metrics.jsonl keeps only the epochs up to the checkpoint's step, so no line is lost or
+doubled.
+
+Every step ends with one small all-reduce (`Control`) in which the ranks agree on what
+only some of them may know: a stop signal (see signals.py), a non-finite loss, a timed
+checkpoint falling due. A non-finite loss or gradient stops the run before the update is
+applied; a signal stops it after a checkpoint of the step it reached.
 """
 import dataclasses
 import math
@@ -24,18 +34,20 @@ import numpy as np
 
 import numpy_dl as ndl
 from .. import distributed, models, optim, runtime
-from ..data import DataLoader, DistributedSampler, TensorDataset
+from ..data import DistributedSampler
 from ..distributed import checkpoint
 from ..loss import VAELoss
 from . import config as options
-from . import images, inputs, rundir
-from .errors import RunError, UsageError, together
+from . import images, inputs, rundir, signals
+from .errors import NonFiniteError, RunError, Stopped, UsageError, together
 from .evaluate import Totals, validate
 from .modeling import Autoencoding, describe, model_arguments
 from .progress import Progress
+from .signals import StopRequests
 
 PICTURE_ITEMS = 16     # validation images shown with their reconstructions each epoch
 PRIOR_SAMPLES = 64     # samples from the prior drawn each epoch (VAEs)
+TRAINING_COPIES = 5    # float32 copies of the parameters training keeps (models/sizes.py)
 
 
 def run(layers, comm, console):
@@ -44,12 +56,11 @@ def run(layers, comm, console):
         config = options.resolve(*layers)
     threads = runtime.set_blas_threads(config.threads, comm.ranks_per_node)
     with together(comm):
-        run_dir, resume_from = rundir.plan(config, comm)
-        saved = checkpoint.load(resume_from, comm) if resume_from else None
+        run_dir, saved = rundir.plan(config, comm)
     with together(comm):
+        changes = {}
         if saved is not None:
-            config = options.resolve((f"checkpoint {saved.path}", options.from_checkpoint(saved)),
-                                     *layers)
+            config, changes = resumed_config(saved, layers, comm)
         config = dataclasses.replace(config, dataset=inputs.with_absolute_path(config.dataset))
         training = Training(config, inputs.load(config.dataset), saved, run_dir, comm)
     distributed.broadcast_parameters(training.auto.model, comm)
@@ -59,10 +70,73 @@ def run(layers, comm, console):
         return 0
     console.say(training.header(threads))
     with together(comm):
-        distributed.on_root(lambda: run_dir.prepare(training.config_toml(), training.start_epoch),
+        distributed.on_root(lambda: (run_dir.lock(),
+                                     run_dir.prepare(training.config_toml(), saved, changes)),
                             comm)
-    training.fit(console)
+    try:
+        training.fit(console)
+    finally:
+        run_dir.unlock()
     return 0
+
+
+def resumed_config(saved, layers, comm):
+    """(config, changes) of a run resumed from `saved`: the checkpoint's options with the
+    layers' on top. A change of what the run computes (the model, the data, the optimiser
+    settings, the global batch) is a UsageError listing each one, unless --allow-changes;
+    `changes` maps each changed option to (old, new)."""
+    source = f"checkpoint {saved.path}"
+    before = options.resolve((source, options.from_checkpoint(saved)))
+    config = options.resolve((source, options.from_checkpoint(saved)), *layers)
+    changes = {name: (getattr(before, name), getattr(config, name))
+               for name in options.OPTIONS if name not in options.PLACEMENT
+               and getattr(before, name) != getattr(config, name)}
+    saved_batch = saved_global_batch(saved, before)
+    if saved_batch is not None and saved_batch != global_batch(config, comm.size):
+        changes["global batch"] = (saved_batch, global_batch(config, comm.size))
+    # A change of the model itself can never be allowed: Training refuses it, naming both.
+    refused = [name for name in changes
+               if name not in options.FREE_TO_CHANGE + options.ARCHITECTURE]
+    if refused and not config.allow_changes:
+        listed = "; ".join(f"{name} {changes[name][0]} -> {changes[name][1]}" for name in refused)
+        hint = (f" (--global-batch-size {saved_batch} keeps it at any rank count)"
+                if "global batch" in refused else "")
+        raise UsageError(f"resuming {saved.path} would change what the run computes: {listed}"
+                         f"{hint}; pass --allow-changes to resume with the changes anyway")
+    return config, changes
+
+
+def saved_global_batch(saved, options_then):
+    """The global batch the checkpoint's run trained with (None if it does not say)."""
+    stored = saved.config.get("global_batch") if isinstance(saved.config, dict) else None
+    if stored is None and options.from_checkpoint(saved):
+        return global_batch(options_then, saved.metadata["world_size"])
+    return stored
+
+
+def global_batch(config, ranks):
+    return config.global_batch_size or config.batch_size * ranks
+
+
+def local_batch(config, ranks):
+    """Samples per rank per step: --batch-size, or --global-batch-size shared out."""
+    if config.global_batch_size is None:
+        return config.batch_size
+    if config.global_batch_size % ranks:
+        raise UsageError(f"--global-batch-size {config.global_batch_size} cannot be shared "
+                         f"equally by {ranks} ranks; use a multiple of {ranks}")
+    return config.global_batch_size // ranks
+
+
+class Control:
+    """What the ranks agree on at the end of every step, in one all-reduce (max) of three
+    numbers: the stop signal one of them received (0: none), whether any rank's loss was
+    non-finite, and whether a timed checkpoint fell due on any rank."""
+
+    def __init__(self, comm, stops, loss, checkpoint_due):
+        values = np.array([stops.signal, not math.isfinite(loss), checkpoint_due], np.float64)
+        comm.allreduce_(values, op="max")
+        self.signal, self.nonfinite_loss, self.checkpoint_due = (int(v) for v in values)
 
 
 class Training:
@@ -76,32 +150,44 @@ class Training:
         self.config, self.data, self.run_dir, self.comm = config, data, run_dir, comm
         self.train_indices, self.val_indices = inputs.split(len(data.images),
                                                             config.val_fraction, config.seed)
-        self.global_batch = config.batch_size * comm.size
+        self.batch_size = local_batch(config, comm.size)
+        self.global_batch = self.batch_size * comm.size
         self.steps_per_epoch = len(self.train_indices) // self.global_batch
         if self.steps_per_epoch == 0:
             raise UsageError(f"the global batch of {self.global_batch} ({comm.size} x "
-                             f"--batch-size {config.batch_size}) is larger than the "
+                             f"{self.batch_size}) is larger than the "
                              f"{len(self.train_indices)} training samples of {data.spec}; "
                              f"lower --batch-size")
         class_name, arguments = model_arguments(config, data.image_shape, data.num_classes)
         ndl.manual_seed(config.seed)
-        model = models.build(class_name, **arguments)
+        try:
+            model = models.build(class_name, copies=TRAINING_COPIES, **arguments)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         self.auto = Autoencoding(model, data.image_shape)
         self.objective = VAELoss(config.recon_loss, config.beta, reduction="none")
         base = make_optimizer(config, model.parameters())
-        self.start_epoch, comm.step = 0, 0
+        self.start_epoch, self.start_sample, self.partial_totals = 0, 0, None
+        comm.step = 0
+        self.last_checkpoint = None
         if saved is not None:
             self._check_resumable(saved, class_name, model.config, base)
             model.load_state_dict(saved.model_state)
             base.load_state_dict(saved.optimizer_state)
             self.start_epoch, comm.step = saved.epoch, saved.step
+            self._resume_position(saved)
+            self.last_checkpoint = saved.path
         apply_hyperparameters(base, config)
         self.optimizer = distributed.DistributedOptimizer(base, comm=comm)
         self.scheduler = make_scheduler(config, base)
         for _ in range(self.start_epoch if self.scheduler else 0):
             self.scheduler.step()
         self.resumed_from = saved.path if saved is not None else None
-        self._loader()
+        self.train_images = data.images[self.train_indices]
+        self.train_labels = data.labels_at(self.train_indices) if self.auto.conditional else None
+        self.sampler = DistributedSampler(self.train_images, num_replicas=comm.size,
+                                          rank=comm.rank, shuffle=True, seed=config.seed,
+                                          drop_last=True)
 
     @property
     def step(self):
@@ -124,30 +210,39 @@ class Training:
                              f"{type(optimizer).__name__}; resume with --optimizer "
                              f"{str(trained_with).lower()}")
 
-    def _loader(self):
-        """This rank's batches: the training split as a dataset, dealt by the sampler."""
-        arrays = [self.data.images[self.train_indices]]
-        if self.auto.conditional:
-            arrays.append(self.data.labels[self.train_indices])
-        dataset = TensorDataset(*arrays)
-        self.sampler = DistributedSampler(dataset, num_replicas=self.comm.size,
-                                          rank=self.comm.rank, shuffle=True,
-                                          seed=self.config.seed, drop_last=True)
-        self.loader = DataLoader(dataset, batch_size=self.config.batch_size,
-                                 sampler=self.sampler, drop_last=True)
+    def _resume_position(self, saved):
+        """Where in its epoch the checkpoint stopped: the sample offset into the epoch's
+        order and each rank's partial loss sums (a checkpoint taken at an epoch's end,
+        or written before step checkpoints existed, starts the next epoch afresh)."""
+        position = saved.data_position or {}
+        sample, totals = position.get("sample", 0), position.get("totals")
+        if not (isinstance(sample, int) and 0 <= sample <= len(self.train_indices)):
+            raise UsageError(f"checkpoint {saved.path} records sample {sample!r} of an epoch "
+                             f"of {len(self.train_indices)} training samples")
+        names = set(Totals(self.auto.variational).sums)
+        if sample and not (isinstance(totals, list) and totals and all(
+                isinstance(state, dict) and isinstance(state.get("count"), int)
+                and isinstance(state.get("sums"), dict) and set(state["sums"]) == names
+                and all(isinstance(v, (int, float)) for v in state["sums"].values())
+                for state in totals)):
+            raise UsageError(f"checkpoint {saved.path} stopped inside an epoch but does not "
+                             f"hold its partial loss sums")
+        self.start_sample, self.partial_totals = sample, totals if sample else None
 
     # ------------------------------------------------------------------ reporting
     def header(self, threads):
-        c, comm = self.config, self.comm
+        comm = self.comm
         parameters = sum(p.data.size for p in self.auto.model.parameters())
         shape = "x".join(map(str, self.data.image_shape))
+        position = (f" ({self.start_sample} samples into epoch {self.start_epoch + 1})"
+                    if self.start_sample else "")
         lines = [
             f"numpy_dl {ndl.__version__} train: {comm.size} rank{'s' * (comm.size > 1)} "
             f"({comm.ranks_per_node} per node), {threads} BLAS thread{'s' * (threads > 1)} per "
-            f"rank, global batch {self.global_batch} ({comm.size} x {c.batch_size})",
+            f"rank, global batch {self.global_batch} ({comm.size} x {self.batch_size})",
             f"run directory: {self.run_dir.path}",
-            *([f"resuming from {self.resumed_from} after epoch {self.start_epoch}"]
-              if self.resumed_from else []),
+            *([f"resuming from {self.resumed_from} after epoch {self.start_epoch}, step "
+               f"{self.step}{position}"] if self.resumed_from else []),
             f"data: {self.data.spec}, {len(self.data.images)} images of {shape}, "
             f"{len(self.train_indices)} for training ({self.steps_per_epoch} "
             f"step{'s' * (self.steps_per_epoch > 1)} per epoch), "
@@ -168,60 +263,123 @@ class Training:
         progress = Progress(self.comm.is_main, self.config.epochs, self.steps_per_epoch,
                             self.global_batch)
         started = time.perf_counter()
-        for epoch in range(self.start_epoch + 1, self.config.epochs + 1):
-            epoch_started = time.perf_counter()
-            progress.start_epoch(epoch)
-            lr = self.optimizer.param_groups[0]["lr"]
-            train = self.train_epoch(epoch, progress)
-            train_seconds = time.perf_counter() - epoch_started
-            val = self.validate()
-            record = {"epoch": epoch, "step": self.step, "lr": lr,
-                      **{f"train_{k}": v for k, v in train.items()},
-                      **{f"val_{k}": v for k, v in (val or {}).items()},
-                      "samples_per_s": self.steps_per_epoch * self.global_batch / train_seconds}
-            with together(self.comm):
-                if not math.isfinite(train["loss"]):
-                    raise RunError(f"the training loss became {train['loss']} in epoch "
-                                   f"{epoch}; lower --lr")
-                if self.comm.is_main:
-                    self.write_pictures(epoch)
-            if epoch % self.config.checkpoint_every == 0 or epoch == self.config.epochs:
-                with together(self.comm):
-                    self.save(epoch)
-            if self.scheduler is not None:
-                self.scheduler.step()
-            record["seconds"] = time.perf_counter() - epoch_started
-            with together(self.comm):
-                if self.comm.is_main:
-                    self.run_dir.append_metrics(record)
-            progress.end_epoch(summary(record, self.config.epochs))
+        self._next_timed_checkpoint = self._timer()
+        with StopRequests(self.comm) as self.stops:
+            for epoch in range(self.start_epoch + 1, self.config.epochs + 1):
+                self.fit_epoch(epoch, progress)
         with together(self.comm):
             if self.comm.is_main:
                 self.draw_loss_curve()
         console.say(f"done: epoch {self.config.epochs} reached in "
                     f"{time.perf_counter() - started:.1f} s; outputs in {self.run_dir.path}")
 
-    def train_epoch(self, epoch, progress):
-        """One pass over this rank's shard; the means over all ranks' samples."""
-        self.auto.model.train()
+    def fit_epoch(self, epoch, progress):
+        """Train (the rest of) `epoch`, evaluate, write its pictures and metrics line, and
+        its checkpoint when one is due. The metrics line goes first: a run killed between
+        the two resumes from an earlier checkpoint, which drops that line and trains the
+        epoch again, so metrics.jsonl never loses one."""
+        epoch_started = time.perf_counter()
+        first = self.start_sample if epoch == self.start_epoch + 1 else 0
+        progress.start_epoch(epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        train = self.train_epoch(epoch, first, progress)
+        train_seconds = time.perf_counter() - epoch_started
+        val = self.validate()
+        trained_samples = (self.steps_per_epoch * self.global_batch - first) or 1
+        record = {"epoch": epoch, "step": self.step, "lr": lr,
+                  **{f"train_{k}": v for k, v in train.items()},
+                  **{f"val_{k}": v for k, v in (val or {}).items()},
+                  "samples_per_s": trained_samples / train_seconds}
+        with together(self.comm):
+            if self.comm.is_main:
+                self.write_pictures(epoch)
+        record["seconds"] = time.perf_counter() - epoch_started
+        with together(self.comm):
+            if self.comm.is_main:
+                self.run_dir.append_metrics(record)
+        if epoch % self.config.checkpoint_every == 0 or epoch == self.config.epochs:
+            self.save(epoch, sample=0, totals=None)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        progress.end_epoch(summary(record, self.config.epochs))
+
+    def batches(self, epoch, first):
+        """This rank's sample indices (into the training split) for each global batch of
+        `epoch` from sample `first` of its order on (see the module docstring)."""
         self.sampler.set_epoch(epoch)
-        totals = Totals(self.auto.variational)
-        for batch in self.loader:
-            x, labels = batch[0], (batch[1] if self.auto.conditional else None)
-            pixel_noise, latent_noise = self.noise()
-            seen = x if pixel_noise is None else np.clip(x + pixel_noise, 0.0, 1.0)
-            recon, mu, logvar = self.auto.forward(seen, labels, latent_noise)
-            reconstruction, kl = self.objective.parts(recon, x, mu, logvar)
-            per_sample = self.objective.negative_elbo(reconstruction, kl)
-            loss = per_sample.mean()
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()  # advances self.step
-            if self.config.replica_check_every and self.step % self.config.replica_check_every == 0:
-                self.check_replicas()
+        order = self.sampler.global_order()
+        batch, ranks = self.global_batch, self.comm.size
+        for start in range(first, self.steps_per_epoch * batch - batch + 1, batch):
+            yield order[start + self.comm.rank:start + batch:ranks]
+
+    def train_epoch(self, epoch, first, progress):
+        """The steps of `epoch` from sample `first` on; the means over all ranks' samples."""
+        self.auto.model.train()
+        totals = Totals.resumed(self.partial_totals, self.auto.variational, self.comm) \
+            if first else Totals(self.auto.variational)
+        for count, rows in enumerate(self.batches(epoch, first), start=1):
+            loss, per_sample, reconstruction, kl = self.forward_backward(rows)
+            control = Control(self.comm, self.stops, float(loss.data),
+                              self._next_timed_checkpoint <= time.monotonic())
+            self.optimizer.synchronize()
+            self.check_finite(control, epoch)
+            self.optimizer.step()
             totals.add(per_sample, reconstruction, kl)
             progress.step(loss.item())
+            every = self.config.replica_check_every
+            if every and self.step % every == 0:
+                self.check_replicas()
+            every = self.config.checkpoint_every_steps
+            sample = first + count * self.global_batch
+            if control.signal or control.checkpoint_due or (every and self.step % every == 0):
+                self.save(epoch - 1, sample=sample, totals=totals)
+            if control.signal:
+                raise self.stopped(control.signal, epoch, sample // self.global_batch)
         return totals.means(self.comm)
+
+    def forward_backward(self, rows):
+        """(loss, per-sample loss, reconstruction term, KL term) of this rank's part of the
+        current global batch, gradients computed."""
+        x = self.train_images[rows]
+        labels = None if self.train_labels is None else self.train_labels[rows]
+        pixel_noise, latent_noise = self.noise()
+        seen = x if pixel_noise is None else np.clip(x + pixel_noise, 0.0, 1.0)
+        recon, mu, logvar = self.auto.forward(seen, labels, latent_noise)
+        reconstruction, kl = self.objective.parts(recon, x, mu, logvar)
+        per_sample = self.objective.negative_elbo(reconstruction, kl)
+        loss = per_sample.mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        return loss, per_sample, reconstruction, kl
+
+    def check_finite(self, control, epoch):
+        """NonFiniteError on every rank (they all know: the loss flag was agreed, and the
+        averaged gradients are the same everywhere) before a bad update is applied."""
+        if control.nonfinite_loss:
+            what = "the training loss became non-finite"
+        elif not all(finite_square(flat.grad) for flat in self.optimizer.flat_groups):
+            what = "the averaged gradient became non-finite (or too large for float32)"
+        else:
+            return
+        last = self.last_checkpoint or "none yet"
+        error = NonFiniteError(f"{what} at step {self.step + 1} "
+                               f"(epoch {epoch}); the update was not applied and nothing was "
+                               f"saved after it; last good checkpoint: {last}; resume from it "
+                               f"with a lower --lr")
+        error.agreed = True
+        raise error
+
+    def stopped(self, number, epoch, done):
+        error = Stopped(f"{signals.name(number)} received: stopped at step {self.step} (epoch "
+                        f"{epoch}, batch {done} of {self.steps_per_epoch}) after writing "
+                        f"{self.last_checkpoint}; continue with --resume auto")
+        error.agreed = True
+        return error
+
+    def _timer(self):
+        """When the next timed checkpoint falls due (monotonic seconds; inf: never)."""
+        minutes = self.config.checkpoint_every_minutes
+        return time.monotonic() + 60 * minutes if minutes else math.inf
 
     def check_replicas(self):
         """Every rank must hold the same parameters; one that drifted (a fault, a
@@ -251,7 +409,7 @@ class Training:
         if len(self.val_indices) == 0:
             return None
         return validate(self.auto, self.objective, self.data, self.val_indices,
-                        self.config.batch_size, self.comm)
+                        self.batch_size, self.comm)
 
     # ------------------------------------------------------------------ outputs
     def write_pictures(self, epoch):
@@ -268,12 +426,20 @@ class Training:
                 samples = self.auto.decode(z, self.auto.label_cycle(PRIOR_SAMPLES)).data
                 images.save_png(images.grid(samples, 8), self.run_dir.image("samples", epoch))
 
-    def save(self, epoch):
-        checkpoint.save(self.run_dir.checkpoints, self.auto.model, self.optimizer, epoch=epoch,
-                        step=self.step, comm=self.comm, keep=self.config.keep,
-                        config={"options": options.as_dict(self.config),
-                                "image_shape": list(self.data.image_shape)},
-                        data_position={"epoch": epoch, "batch": 0})
+    def save(self, epochs_done, sample, totals):
+        """A checkpoint after `epochs_done` whole epochs and `sample` samples of the next
+        (with every rank's partial loss sums). Collective."""
+        position = {"epoch": epochs_done, "batch": sample // self.global_batch,
+                    "sample": sample,
+                    "totals": self.comm.gather_object(totals.state()) if totals else None}
+        with together(self.comm):
+            self.last_checkpoint = checkpoint.save(
+                self.run_dir.checkpoints, self.auto.model, self.optimizer, epoch=epochs_done,
+                step=self.step, comm=self.comm, keep=self.config.keep,
+                config={"options": options.as_dict(self.config), "global_batch": self.global_batch,
+                        "image_shape": list(self.data.image_shape)},
+                data_position=position)
+        self._next_timed_checkpoint = self._timer()
 
     def draw_loss_curve(self):
         records = self.run_dir.read_metrics()
@@ -282,6 +448,14 @@ class Training:
             series["validation loss"] = [r.get("val_loss", math.nan) for r in records]
         images.save_png(images.loss_curve([r["epoch"] for r in records], series),
                         self.run_dir.loss_curve)
+
+
+def finite_square(gradient):
+    """True when the squared norm of a flat gradient is finite: one BLAS pass that fails
+    on any inf or NaN, and on values so large that Adam's squares would overflow into
+    its state (a gradient above 1e19 is divergence, whatever its exact value)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(np.dot(gradient, gradient))
 
 
 def summary(record, epochs):
