@@ -43,6 +43,19 @@ def started_by_mpi():
     return any(rank in os.environ for rank, _ in _RANK_AND_SIZE) or "PMI_FD" in os.environ
 
 
+def launcher_tasks():
+    """(task index, number of tasks) that the process's launcher started, from the
+    variables of Slurm's srun (a job step's, not the batch script's) or of an MPI
+    launcher; (0, 1) when none says. `distributed.init()` compares it with the MPI world
+    it gets, which is 1 when the tasks did not form one MPI job."""
+    if "SLURM_STEP_NUM_TASKS" in os.environ and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_STEP_NUM_TASKS"])
+    for rank, size in _RANK_AND_SIZE:
+        if rank in os.environ and size in os.environ:
+            return int(os.environ[rank]), int(os.environ[size])
+    return 0, 1
+
+
 def rank_and_size():
     """(rank, world size) from the launcher's variables; (0, 1) outside MPI."""
     if not started_by_mpi():
@@ -73,9 +86,9 @@ def default_threads(ranks_per_node):
 
 
 def set_blas_threads(requested, ranks_per_node=1):
-    """Limit the BLAS libraries to `requested` threads (0: the default share of the
-    cores); returns the number set."""
-    threads = requested or default_threads(ranks_per_node)
+    """Limit the BLAS libraries to `requested` threads, at most the cores available (0:
+    the default share of the cores); returns the number set."""
+    threads = min(requested, available_cores()) if requested else default_threads(ranks_per_node)
     threadpool_limits(limits=threads, user_api="blas")
     return threads
 

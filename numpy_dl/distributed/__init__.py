@@ -22,13 +22,14 @@ collective must be called by every rank, in the same order.
 """
 from . import checkpoint
 from .broadcast import broadcast_optimizer_state, broadcast_parameters, broadcast_tree, on_root
-from .communicator import Communicator, SingleProcessCommunicator, init, raise_together
+from .communicator import (Communicator, MPIJobError, SingleProcessCommunicator, init,
+                           raise_together)
 from .failure import install_failure_handlers
 from .metrics import mean_over_ranks
 from .optimizer import DistributedOptimizer
 from .replica import ReplicaMismatchError, check_replicas
 
-__all__ = ["init", "Communicator", "SingleProcessCommunicator", "DistributedOptimizer",
+__all__ = ["init", "MPIJobError", "Communicator", "SingleProcessCommunicator", "DistributedOptimizer",
            "broadcast_parameters", "broadcast_optimizer_state", "broadcast_tree", "on_root",
            "raise_together", "mean_over_ranks", "check_replicas", "ReplicaMismatchError",
            "install_failure_handlers", "checkpoint"]

@@ -31,6 +31,16 @@ DEFAULT_STALL_TIMEOUT = 300.0
 _world = None
 
 
+class MPIJobError(RuntimeError):
+    """The launcher started several tasks, but they did not form one MPI job (or cannot
+    use MPI at all). `task` is this process's index among the launcher's tasks, so that
+    task 0 alone reports it."""
+
+    def __init__(self, message, task):
+        super().__init__(message)
+        self.task = task
+
+
 class Communicator:
     """What both implementations share: argument checks and `is_main`."""
     rank = 0
@@ -119,15 +129,29 @@ def init(stall_timeout=None, abort_on_exception=True):
     global _world
     if _world is not None:
         return _world
+    task, tasks = runtime.launcher_tasks()
     if not runtime.started_by_mpi():
-        _world = SingleProcessCommunicator()
-        return _world
-    from .mpi_communicator import MPICommunicator  # imports mpi4py, which initialises MPI
-    timeout = stall_timeout_from_env() if stall_timeout is None else float(stall_timeout)
-    _world = MPICommunicator(stall_timeout=timeout)
-    runtime.share_cores(_world.ranks_per_node)
-    if abort_on_exception:
-        install_failure_handlers(_world)
+        world = SingleProcessCommunicator()
+    else:
+        try:
+            from .mpi_communicator import MPICommunicator  # imports mpi4py: MPI starts
+        except ImportError as error:
+            raise MPIJobError(f"started by an MPI launcher, but mpi4py cannot be imported "
+                              f"({error}); install it (pip install 'numpy_dl[mpi]', or build "
+                              f"mpi4py against your MPI), or set NUMPY_DL_NO_MPI=1", task) from None
+        timeout = stall_timeout_from_env() if stall_timeout is None else float(stall_timeout)
+        world = MPICommunicator(stall_timeout=timeout)
+    if tasks > world.size:
+        raise MPIJobError(f"{tasks} tasks were started, but they did not form one MPI job "
+                          f"(this one sees a world of {world.size}): under Slurm pass "
+                          f"--mpi=pmi2 (MPICH, Intel MPI) or --mpi=pmix (Open MPI) to srun, "
+                          f"or start the job with the mpirun of the MPI that mpi4py was built "
+                          f"with", task)
+    _world = world
+    if world.size > 1:
+        runtime.share_cores(world.ranks_per_node)
+        if abort_on_exception:
+            install_failure_handlers(world)
     return _world
 
 

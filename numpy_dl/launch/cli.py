@@ -170,7 +170,12 @@ def train_layers(args):
 def main(argv=None):
     """Run one command; returns the exit code (0, 1 for a failed run, 2 for a usage error)."""
     runtime.keep_freed_memory()
-    comm = distributed.init()
+    try:
+        comm = distributed.init()
+    except distributed.MPIJobError as error:
+        if error.task == 0:  # the others stop silently: one line, not one per task
+            print(f"numpy_dl: error: {error}", file=sys.stderr, flush=True)
+        return UsageError.exit_code
     if not comm.is_main:  # rank 0 alone prints output (argparse's --help included)
         sys.stdout = open(os.devnull, "w")
     console = Console(comm)
