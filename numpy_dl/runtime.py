@@ -36,9 +36,13 @@ _RANK_AND_SIZE = (
 )
 
 
+def _mpi_turned_off():
+    return os.environ.get("NUMPY_DL_NO_MPI", "") not in ("", "0")
+
+
 def started_by_mpi():
     """True when an MPI launcher started this process and NUMPY_DL_NO_MPI is not set."""
-    if os.environ.get("NUMPY_DL_NO_MPI", "") not in ("", "0"):
+    if _mpi_turned_off():
         return False
     return any(rank in os.environ for rank, _ in _RANK_AND_SIZE) or "PMI_FD" in os.environ
 
@@ -47,7 +51,10 @@ def launcher_tasks():
     """(task index, number of tasks) that the process's launcher started, from the
     variables of Slurm's srun (a job step's, not the batch script's) or of an MPI
     launcher; (0, 1) when none says. `distributed.init()` compares it with the MPI world
-    it gets, which is 1 when the tasks did not form one MPI job."""
+    it gets, which is 1 when the tasks did not form one MPI job. NUMPY_DL_NO_MPI=1 says
+    each task is meant to run alone: (0, 1)."""
+    if _mpi_turned_off():
+        return 0, 1
     if "SLURM_STEP_NUM_TASKS" in os.environ and "SLURM_PROCID" in os.environ:
         return int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_STEP_NUM_TASKS"])
     for rank, size in _RANK_AND_SIZE:
