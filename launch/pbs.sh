@@ -20,10 +20,17 @@ source "${NUMPY_DL_VENV:-$HOME/venvs/numpy_dl}/bin/activate"
 export NUMPY_DL_STALL_TIMEOUT=${NUMPY_DL_STALL_TIMEOUT:-600}
 RANKS=$(wc -l < "$PBS_NODEFILE")
 
-# MPICH and Intel MPI take the hosts with -f; Open MPI with --hostfile (or from PBS
-# itself when built with tm support). Ranks share each node's cores, so the launcher's
-# default BLAS threads (cores per node / ranks per node) fit.
+# MPICH and Intel MPI take the hosts with -f, Open MPI with --hostfile: ask mpirun which
+# it is. Ranks share each node's cores, so the launcher's default BLAS threads (cores per
+# node / ranks per node) fit.
+if mpirun --version 2>&1 | grep -q "Open MPI"; then
+    HOSTS=(--hostfile "$PBS_NODEFILE")
+else
+    HOSTS=(-f "$PBS_NODEFILE")
+fi
+# --resume auto: a job resubmitted after a stop (exit 75: a signal made numpy_dl write a
+# checkpoint and stop) goes on from that checkpoint; a new job starts the run.
 # shellcheck disable=SC2086  # ARGS is split into options on purpose
-mpirun -n "$RANKS" -f "$PBS_NODEFILE" python -m numpy_dl.launch train \
-    --out "runs/pbs-${PBS_JOBID:-local}" \
+mpirun -n "$RANKS" "${HOSTS[@]}" python -m numpy_dl.launch train \
+    --out "runs/pbs-${PBS_JOBNAME:-numpy_dl}" --resume auto \
     ${ARGS:-}

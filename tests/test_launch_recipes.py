@@ -1,13 +1,16 @@
 """The cluster recipes run the same command as a laptop: the compose head's mpirun,
-the Slurm and PBS scripts. Docker is not needed: docker-compose.yml is written in a plain
+the Slurm and PBS scripts (pbs.sh runs here under MPICH's mpirun; tests/test_slurm.py
+submits slurm.sbatch to a real Slurm). Docker is not needed: docker-compose.yml is written in a plain
 subset of YAML that a small reader here parses."""
 import json
 import os
 import re
+import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from distributed_helpers import REPO, needs_mpirun, output_of, run
+
 LAUNCH = os.path.join(REPO, "launch")
 TRAIN = "python -m numpy_dl.launch train"
 
@@ -88,8 +91,8 @@ def test_the_head_runs_the_laptop_command_on_every_host_of_its_hostfile(compose)
 
 
 @pytest.mark.parametrize("script, launcher", [
-    ("slurm.sbatch", "srun"),
-    ("pbs.sh", r"mpirun -n \"\$RANKS\" -f \"\$PBS_NODEFILE\""),
+    ("slurm.sbatch", r"srun --mpi=\"\$SRUN_MPI\""),
+    ("pbs.sh", r"mpirun -n \"\$RANKS\" \"\$\{HOSTS\[@\]\}\""),
 ])
 def test_batch_scripts_run_the_same_train_command(script, launcher):
     with open(os.path.join(LAUNCH, script)) as file:
@@ -105,3 +108,17 @@ def test_the_recipes_are_documented():
                    "HYDRA_HOST_FILE", "slurm.sbatch", "pbs.sh", "hostfile.example"):
         assert needed in readme, needed
     assert os.path.isfile(os.path.join(LAUNCH, "hostfile.example"))
+
+
+@needs_mpirun
+def test_the_pbs_script_runs_under_mpich_mpirun(tmp_path):
+    """pbs.sh as PBS would run it: two slots of this host in $PBS_NODEFILE."""
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("localhost\nlocalhost\n")
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    result, _ = run(["bash", os.path.join(LAUNCH, "pbs.sh")], timeout=120,
+                    PBS_NODEFILE=nodefile, PBS_O_WORKDIR=tmp_path, PBS_JOBNAME="pbs-test",
+                    NUMPY_DL_VENV=venv, ARGS="--epochs 1 --hidden-sizes 32")
+    assert result.returncode == 0, output_of(result)
+    assert "2 ranks (2 per node)" in result.stdout
+    assert (tmp_path / "runs" / "pbs-pbs-test" / "metrics.jsonl").exists()
