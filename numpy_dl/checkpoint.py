@@ -38,17 +38,16 @@ import contextlib
 import datetime
 import hashlib
 import json
-import math
 import os
 import re
 import warnings
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import __version__
 from . import random as ndl_random
+from .data.npy_files import UnsoundArrayFile, read_npz
 
 FORMAT = "numpy_dl.checkpoint"
 FORMAT_VERSION = 2
@@ -280,41 +279,19 @@ def load(path):
 
 
 def _read_arrays(path):
-    """{name: array} of an .npz file, each member's header checked against its size
-    before anything is allocated; CheckpointError for anything that is not a sound one."""
+    """{name: array} of a checkpoint file; CheckpointError for anything that is not a
+    sound .npz of numeric arrays."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            return {member.filename[:-len(".npy")]: _read_member(archive, member)
-                    for member in archive.infolist()}
+        return read_npz(path)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
-    except CheckpointError as exc:
+    except UnsoundArrayFile as exc:
         raise CheckpointError(f"{path} is damaged: {exc}") from None
     except Exception as exc:  # zipfile and NumPy's parsers fail in many ways on damage
         # NumPy's own words for a non-archive suggest loading it with pickle: never.
         detail = "" if "pickle" in str(exc) else f": {type(exc).__name__}: {exc}"
         raise CheckpointError(f"{path} is not a readable checkpoint (not a NumPy .npz archive, "
                               f"or truncated or damaged){detail[:200]}") from None
-
-
-def _read_member(archive, member):
-    if not member.filename.endswith(".npy"):
-        raise CheckpointError(f"member {member.filename[:60]!r} is not an array")
-    with archive.open(member) as file:
-        version = np.lib.format.read_magic(file)
-        if version not in ((1, 0), (2, 0)):
-            raise CheckpointError(f"array {member.filename[:60]!r} has .npy version {version}")
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read_header(file)
-        if dtype.hasobject or dtype.kind not in "biufc":
-            raise CheckpointError(f"array {member.filename[:60]!r} has dtype {dtype}, not a "
-                                  f"number type")
-        if math.prod(shape) * dtype.itemsize > member.file_size:
-            raise CheckpointError(f"array {member.filename[:60]!r} claims shape {shape}, more "
-                                  f"than the {member.file_size} bytes it holds")
-    with archive.open(member) as file:
-        return np.lib.format.read_array(file, allow_pickle=False)
 
 
 def _metadata(path, arrays):

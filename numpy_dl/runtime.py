@@ -115,6 +115,15 @@ def blas_libraries():
             for info in threadpool_info() if info.get("user_api") == "blas"]
 
 
+def physical_memory():
+    """Bytes of memory this machine has (None where the OS does not say), against which
+    sizes read from files and options are checked before anything is allocated."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 # ------------------------------------------------------------------ the allocator
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3

@@ -23,6 +23,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .. import runtime
+from .npy_files import read_npy, read_npz
+
 __all__ = ["DatasetError", "ImageData", "SPEC_FORMS", "SYNTHETIC_SHAPES", "load",
            "load_digits", "load_mnist", "load_fashion_mnist", "load_array_file",
            "synthetic_images", "train_val_split"]
@@ -34,6 +37,7 @@ SYNTHETIC_SHAPES = ("blob", "rectangle", "ring", "cross")  # label k is SYNTHETI
 _DIGITS_FILE = "uci_digits_8x8.npz"
 _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 0x00000803, 0x00000801  # unsigned bytes, 3-d / 1-d
 _SYNTHETIC_CHUNK_PIXELS = 1 << 22  # bounds the renderer's temporaries to ~16 MB each
+MAX_CLASSES = 1 << 20  # a label is a class index; a conditional model one-hot codes them
 
 
 class DatasetError(ValueError):
@@ -140,6 +144,8 @@ def _parse_idx(data, magic, ndim):
         kind = "image" if magic == _IDX_IMAGES_MAGIC else "label"
         raise _MalformedIdx(f"its magic number is 0x{found:08x}, not 0x{magic:08x} "
                             f"(an IDX {kind} file of unsigned bytes)")
+    if 0 in dims:
+        raise _MalformedIdx(f"its header gives shape {tuple(dims)}, which holds no data")
     if len(data) - header != math.prod(dims):
         raise _MalformedIdx(f"its header gives shape {tuple(dims)} ({math.prod(dims)} bytes) "
                             f"but {len(data) - header} bytes follow it")
@@ -162,18 +168,16 @@ def load_array_file(path):
     if not path.is_file():
         raise DatasetError(f"{path} does not exist; expected a .npz or .npy file of images")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            images, labels = loaded, None
+        if zipfile.is_zipfile(path):
+            images, labels = _npz_arrays(read_npz(path), path)
         else:
-            with loaded:
-                images, labels = _npz_arrays(loaded, path)
+            images, labels = read_npy(path), None
     except DatasetError:
         raise
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+    except Exception as error:  # zipfile's and NumPy's parsers fail in many ways on damage
         # NumPy's own words for a pickled file suggest loading it unsafely: never.
         detail = (": it is not a NumPy array file, or holds Python objects" if "pickle" in str(error)
-                  else f" ({error})")
+                  else f" ({type(error).__name__}: {str(error)[:200]})")
         raise DatasetError(f"{path} could not be read as a .npy or .npz file without pickle"
                            f"{detail}; expected numeric arrays saved by NumPy") from None
     images = _as_images(images, path)
@@ -181,7 +185,7 @@ def load_array_file(path):
 
 
 def _npz_arrays(loaded, path):
-    keys = set(loaded.files)
+    keys = set(loaded)
     image_key = next((k for k in ("images", "x") if k in keys), None)
     if image_key is None:
         raise DatasetError(f"{path} has no 'images' or 'x' array (it holds "
@@ -236,6 +240,9 @@ def _as_labels(labels, count, source):
         raise DatasetError(f"{source} holds {labels.dtype} labels; expected integer classes")
     if labels.min() < 0:
         raise DatasetError(f"{source} holds negative labels; expected classes 0, 1, 2, ...")
+    if labels.max() >= MAX_CLASSES:
+        raise DatasetError(f"{source} holds labels up to {labels.max()}; expected classes "
+                           f"0, 1, 2, ... below {MAX_CLASSES:,}")
     return labels.astype(np.int64)
 
 
@@ -253,6 +260,11 @@ def synthetic_images(num_samples=1024, image_size=28, channels=1, seed=0):
     count = _positive_int(num_samples, "num_samples")
     size = _positive_int(image_size, "image_size")
     channels = _positive_int(channels, "channels")
+    needed, memory = count * channels * size * size * 4, runtime.physical_memory()
+    if memory is not None and needed > memory:
+        raise DatasetError(f"{count:,} synthetic images of {channels}x{size}x{size} would take "
+                           f"{needed / 2 ** 30:,.1f} GiB; this machine has "
+                           f"{memory / 2 ** 30:,.1f} GiB")
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(count) % len(SYNTHETIC_SHAPES)).astype(np.int64)
     centres = rng.uniform(-0.25, 0.25, (count, 2)).astype(np.float32)

@@ -24,6 +24,8 @@ from .errors import LaunchError, UsageError, together
 from .inputs import SPLITS
 
 PROG = "python -m numpy_dl.launch"
+MAX_IMAGES = 10_000    # images one command draws into a picture
+MAX_BATCH = 1 << 20    # samples per forward pass of a command
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,7 +75,7 @@ def build_parser():
                              help="the two dataset items to interpolate between (default 0,1)")
     interpolate.add_argument("--random", action="store_true",
                              help="interpolate between two draws from the prior instead (VAEs)")
-    interpolate.add_argument("--steps", type=argument(options.integer(2)), default=10,
+    interpolate.add_argument("--steps", type=argument(options.integer(2, MAX_IMAGES)), default=10,
                              help="images in the strip (default 10)")
     add_seed(interpolate, "the --random draws")
     model_command(sub, "encode", "latent features of a dataset to latents.npy")
@@ -112,9 +114,9 @@ def model_command(sub, name, help, num=None, with_data=True, with_split=True):
     parser.add_argument("--out", metavar="DIR", help=f"output directory (default: the "
                         f"checkpoint's run directory/{name})")
     if num is not None:
-        parser.add_argument("--num", type=argument(options.integer(1)), default=num,
+        parser.add_argument("--num", type=argument(options.integer(1, MAX_IMAGES)), default=num,
                             help=f"images to show (default {num})")
-        parser.add_argument("--columns", type=argument(options.integer(1)), default=8,
+        parser.add_argument("--columns", type=argument(options.integer(1, MAX_IMAGES)), default=8,
                             help="images per row of the grid (default 8)")
     if with_data:
         parser.add_argument("--dataset", metavar="SPEC", help="dataset (default: the one the "
@@ -123,7 +125,8 @@ def model_command(sub, name, help, num=None, with_data=True, with_split=True):
             parser.add_argument("--split", choices=SPLITS, default="all",
                                 help="all of the dataset, or the run's training or validation "
                                 "part (default all)")
-        parser.add_argument("--batch-size", type=argument(options.integer(1)), default=256,
+        parser.add_argument("--batch-size", type=argument(options.integer(1, MAX_BATCH)),
+                            default=256,
                             help="samples per forward pass (default 256)")
     add_threads(parser)
     return parser

@@ -45,12 +45,15 @@ FREE_TO_CHANGE = ("epochs", "checkpoint_every", "checkpoint_every_steps",
 # Each takes a value from TOML (typed) or the command line (a string) and returns it
 # converted, or raises ValueError saying what was expected.
 
-def integer(minimum):
+def integer(minimum, maximum=None):
+    bounds = f">= {minimum}" + ("" if maximum is None else f" and <= {maximum:,}")
+
     def convert(value):
         if isinstance(value, str) and value.strip().lstrip("+-").isdecimal():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"expected an integer >= {minimum}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+                maximum is not None and value > maximum):
+            raise ValueError(f"expected an integer {bounds}, got {repr(value)[:40]}")
         return value
     convert.metavar = "N"
     return convert

@@ -7,8 +7,8 @@ bounds (each layer counted as if its bias had a row of its own as well), so a mo
 fits is never refused; tests/test_models.py checks them against built models.
 """
 import inspect
-import os
 
+from .. import runtime
 from .blocks import check_hidden_sizes, check_positive_ints, conv_sizes
 
 MAX_LAYERS = 1000
@@ -47,20 +47,12 @@ def _check_layers(name, count):
         raise ValueError(f"{name}: {count} layers asked for; at most {MAX_LAYERS} are supported")
 
 
-def physical_memory():
-    """Bytes of memory this machine has (None where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def check_fits(cls, config, copies=1):
     """ValueError, naming the size asked for, when `copies` float32 copies of the model's
     parameters (training keeps about five: values, gradients, the optimizer's flat buffer
     and Adam's two moments) would not fit in this machine's memory."""
     needed = parameter_bound(cls, config) * FLOAT32_BYTES * copies
-    memory = physical_memory()
+    memory = runtime.physical_memory()
     if memory is not None and needed > memory:
         raise ValueError(f"{cls.__name__}({_listed(config)}) would need up to "
                          f"{needed / 2 ** 30:,.1f} GiB for its parameters"
