@@ -48,7 +48,8 @@ def test_a_run_directory_holds_config_metrics_checkpoints_and_pictures(runs):
     # 16 validation digits over 2 pairs of rows of 8
     assert png_size(run / "images" / "reconstructions-epoch-0001.png") == (274, 138)
     assert png_size(run / "loss.png") == (640, 400)
-    assert sorted(os.listdir(run / "checkpoints")) == ["checkpoint-000000010.npz", "latest"]
+    assert sorted(os.listdir(run / "checkpoints")) == ["checkpoint-000000000.npz",
+                                                     "checkpoint-000000010.npz", "latest"]
 
 
 def test_plain_autoencoders_have_no_kl_and_no_samples(runs):

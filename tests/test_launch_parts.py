@@ -156,3 +156,22 @@ def test_a_run_stores_its_data_files_by_absolute_path(tmp_path, monkeypatch):
     assert inputs.with_absolute_path("mnist:/data/mnist") == "mnist:/data/mnist"
     assert inputs.with_absolute_path("synthetic:100") == "synthetic:100"
     assert inputs.with_absolute_path("digits") == "digits"
+
+
+def test_a_first_signal_is_recorded_and_a_second_ctrl_c_aborts_at_once():
+    import os
+    import signal
+    from numpy_dl.launch.signals import StopRequests
+    world = FakeWorld(0, 2)
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequests(world) as stops:
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded, not fatal
+        assert stops.signal == signal.SIGTERM and world.aborted is None
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stops.signal == signal.SIGTERM and world.aborted is None
+    assert signal.getsignal(signal.SIGTERM) is before
+    world = FakeWorld(0, 2)
+    with StopRequests(world) as stops:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C means now
+    assert world.aborted == 130

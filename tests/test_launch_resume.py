@@ -141,7 +141,7 @@ def test_timed_checkpoints_fall_due_inside_epochs(launch, tmp_path):
     assert code == 0, err
     steps = sorted(int(n[11:20]) for n in os.listdir(tmp_path / "t" / "checkpoints")
                    if n.endswith(".npz"))
-    assert steps == list(range(1, 11))
+    assert steps == list(range(0, 11))  # the starting point, then every step
 
 
 def test_a_diverging_run_stops_with_exit_3_and_never_saves_a_non_finite_value(launch, tmp_path):

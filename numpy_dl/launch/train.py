@@ -263,6 +263,10 @@ class Training:
         progress = Progress(self.comm.is_main, self.config.epochs, self.steps_per_epoch,
                             self.global_batch)
         started = time.perf_counter()
+        if self.last_checkpoint is None:
+            # A new run's starting point: a run killed before its first checkpoint resumes
+            # from here, and a directory with metrics but no checkpoint is never a run's.
+            self.save(0, sample=0, totals=None)
         self._next_timed_checkpoint = self._timer()
         with StopRequests(self.comm) as self.stops:
             for epoch in range(self.start_epoch + 1, self.config.epochs + 1):
