@@ -70,8 +70,7 @@ def run(layers, comm, console):
         return 0
     console.say(training.header(threads))
     with together(comm):
-        distributed.on_root(lambda: (run_dir.lock(),
-                                     run_dir.prepare(training.config_toml(), saved, changes)),
+        distributed.on_root(lambda: run_dir.prepare(training.config_toml(), saved, changes),
                             comm)
     try:
         training.fit(console)
