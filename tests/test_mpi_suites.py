@@ -13,6 +13,7 @@ import pytest
 from distributed_helpers import find_mpirun, needs_mpirun, output_of, run
 
 COLLECTIVE_TEST_FILES = ["test_distributed_comm.py", "test_distributed_optimizer.py",
+                         "test_deterministic.py",
                          "test_checkpoint.py"]
 
 pytestmark = needs_mpirun

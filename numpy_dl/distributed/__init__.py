@@ -15,6 +15,9 @@
             distributed.check_replicas(model, comm)   # raises if the ranks drifted apart
     checkpoint.save(run_dir, model, optimizer, epoch=e, step=step, comm=comm)
 
+`DistributedOptimizer(..., deterministic=True, micro_batches=K)` with
+`micro_batch_slices` gives the same bits at every rank count dividing K (see tree.py).
+
 Under MPI, `init()` also installs the abort-on-exception hook (`install_failure_handlers`)
 and starts the stall watchdog (NUMPY_DL_STALL_TIMEOUT seconds, default 300, 0 = off).
 Every function taking `comm=None` uses `init()`'s communicator. Functions documented as
@@ -28,8 +31,9 @@ from .failure import install_failure_handlers
 from .metrics import mean_over_ranks
 from .optimizer import DistributedOptimizer
 from .replica import ReplicaMismatchError, check_replicas
+from .tree import micro_batch_slices
 
 __all__ = ["init", "MPIJobError", "Communicator", "SingleProcessCommunicator", "DistributedOptimizer",
            "broadcast_parameters", "broadcast_optimizer_state", "broadcast_tree", "on_root",
            "raise_together", "mean_over_ranks", "check_replicas", "ReplicaMismatchError",
-           "install_failure_handlers", "checkpoint"]
+           "install_failure_handlers", "checkpoint", "micro_batch_slices"]

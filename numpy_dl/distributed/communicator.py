@@ -12,6 +12,9 @@ Interface (both implementations):
                             may set it; the stall watchdog and replica check report it
     allreduce_(array, op="sum"|"min"|"max")  in place, returns `array`
     broadcast_(array, root=0)                in place, returns `array`
+    exchange_(send, receive, partner)        send `send` to rank `partner` and receive its
+                                             array into `receive` (the same shape), returns
+                                             `receive`
     bcast_object(obj, root=0) -> obj         any cloudpickle-able object
     gather_object(obj, root=0) -> list on root, None elsewhere
     barrier(), abort(code=1)
@@ -65,6 +68,15 @@ class Communicator:
         if not 0 <= root < self.size:
             raise ValueError(f"{call}: root must be a rank in [0, {self.size}), got {root}")
 
+    def _check_exchange(self, send, receive, partner):
+        self._check_buffer("exchange_", receive)
+        if not isinstance(send, np.ndarray) or send.shape != receive.shape \
+                or send.dtype != receive.dtype:
+            raise ValueError("exchange_: send and receive must be arrays of one shape and dtype")
+        if not 0 <= partner < self.size or partner == self.rank:
+            raise ValueError(f"exchange_: partner must be another rank in [0, {self.size}), "
+                             f"got {partner}")
+
     def _check_op(self, op):
         if op not in REDUCE_OPS:
             raise ValueError(f"allreduce_: op must be one of {REDUCE_OPS}, got {op!r}")
@@ -89,6 +101,10 @@ class SingleProcessCommunicator(Communicator):
     def bcast_object(self, obj, root=0):
         self._check_root("bcast_object", root)
         return obj
+
+    def exchange_(self, send, receive, partner):
+        """A world of one has no other rank to exchange with: always a ValueError."""
+        self._check_exchange(send, receive, partner)
 
     def gather_object(self, obj, root=0):
         self._check_root("gather_object", root)

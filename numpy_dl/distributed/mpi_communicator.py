@@ -15,6 +15,7 @@ from collections import namedtuple
 from contextlib import contextmanager
 
 import cloudpickle
+import numpy as np
 from mpi4py import MPI
 
 from .communicator import Communicator
@@ -63,6 +64,13 @@ class MPICommunicator(Communicator):
         with self._collective("broadcast_"):
             self._comm.Bcast(array, root=root)
         return array
+
+    def exchange_(self, send, receive, partner):
+        self._check_exchange(send, receive, partner)
+        with self._collective("exchange_"):
+            self._comm.Sendrecv(np.ascontiguousarray(send), dest=partner, recvbuf=receive,
+                                source=partner)
+        return receive
 
     def bcast_object(self, obj, root=0):
         self._check_root("bcast_object", root)

@@ -32,6 +32,18 @@ float16's range become 0. It pays only on slow networks: within a node, NumPy's 
 conversions and MPI's float16 sum cost more than the bytes they save
 (benchmarks/allreduce.py).
 
+Deterministic mode, `deterministic=True, micro_batches=K` (see tree.py): the same bits at
+every rank count that divides K. Each step() call takes the gradient of one micro-batch
+(the rank's next one of `distributed.micro_batch_slices(global_batch, K, comm)`, its loss
+a mean over the micro-batch); the K/size-th call sums the K micro-gradients of all ranks
+in one fixed binary tree, divides by K (a power of two: exact) and updates:
+
+    opt = DistributedOptimizer(Adam(model.parameters()), comm=comm, deterministic=True,
+                               micro_batches=8)
+    for rows in distributed.micro_batch_slices(len(x_global), 8, comm):
+        opt.zero_grad(); criterion(model(x_global[rows]), x_global[rows]).backward()
+        opt.step()                                # updates after this rank's last one
+
 `synchronize()` averages early, e.g. to clip the averaged gradients:
     opt.synchronize(); clip_grad_norm_(model.parameters(), 1.0); opt.step()
 
@@ -41,12 +53,14 @@ optimizer's. Each update also advances `comm.step`, which the stall watchdog rep
 import numpy as np
 
 from .communicator import resolve
+from .tree import TreeSum, check_micro_batches, sum_in_tree_order
 
 COMPRESSIONS = (None, "none", "fp16")
 
 
 class DistributedOptimizer:
-    def __init__(self, optimizer, comm=None, backward_passes_per_step=1, compression=None):
+    def __init__(self, optimizer, comm=None, backward_passes_per_step=1, compression=None,
+                 deterministic=False, micro_batches=8):
         if isinstance(optimizer, DistributedOptimizer):
             raise TypeError("DistributedOptimizer: this optimizer is already distributed")
         if not hasattr(optimizer, "flat_groups"):
@@ -63,6 +77,16 @@ class DistributedOptimizer:
         self.comm = resolve(comm)
         self.backward_passes_per_step = passes
         self.compression = None if compression == "none" else compression
+        self.deterministic = bool(deterministic)
+        self.micro_batches = micro_batches if deterministic else None
+        if self.deterministic:
+            if passes != 1 or self.compression is not None:
+                raise ValueError("DistributedOptimizer: deterministic mode takes neither "
+                                 "backward_passes_per_step nor compression: its micro_batches "
+                                 "set the passes, and rounding to float16 would change the bits")
+            check_micro_batches(micro_batches, self.comm.size)
+            self.backward_passes_per_step = micro_batches // self.comm.size
+            self._trees = [TreeSum() for _ in optimizer.flat_groups]
         self._passes = 0              # step() calls since the last update
         self._synchronized = False    # synchronize() already averaged this cycle
         self._fp16_messages = {}      # param group index -> float16 buffer
@@ -74,12 +98,14 @@ class DistributedOptimizer:
         return getattr(optimizer, name)
 
     def zero_grad(self, set_to_none=True):
-        if self._passes == 0:
+        if self._passes == 0 or self.deterministic:
             self.optimizer.zero_grad(set_to_none)
 
     def step(self):
         self._passes += 1
         if self._passes < self.backward_passes_per_step:
+            if self.deterministic:
+                self._fold_micro_batch()
             return
         if not self._synchronized:
             self._average_gradients()
@@ -99,15 +125,37 @@ class DistributedOptimizer:
             self._synchronized = True
 
     def _average_gradients(self):
+        if self.deterministic:
+            self._fold_micro_batch()
         scale = 1.0 / (self.comm.size * self.backward_passes_per_step)
         for index, flat in enumerate(self.optimizer.flat_groups):
-            present = flat.gather()
-            for where in np.flatnonzero(~present):
-                flat.grad[flat.slices[where]] = 0
-            flat.flags[:] = present
-            self._average(index, flat, scale)
+            if self.deterministic:
+                total = sum_in_tree_order(self._trees[index].total(), self.comm)
+                if total is not flat.message:
+                    flat.message[...] = total
+                flat.grad *= flat.grad.dtype.type(scale)  # 1/K, a power of two: exact
+            else:
+                self._message(flat)
+                self._average(index, flat, scale)
             for param, view, flag in zip(flat.params, flat.grad_views, flat.flags):
                 param.grad = view if flag > 0 else None
+
+    def _message(self, flat):
+        """Fill a group's message: every gradient (zeros where a parameter has none) and
+        the has-gradient flags."""
+        present = flat.gather()
+        for where in np.flatnonzero(~present):
+            flat.grad[flat.slices[where]] = 0
+        flat.flags[:] = present
+
+    def _fold_micro_batch(self):
+        """Deterministic mode: add this micro-batch's gradients (and flags) to the tree as
+        its next leaf, and clear them for the next micro-batch."""
+        for flat, tree in zip(self.optimizer.flat_groups, self._trees):
+            self._message(flat)
+            # One leaf per update needs no copy: the next backward comes after the update.
+            tree.add(flat.message if self.backward_passes_per_step == 1 else flat.message.copy())
+        self.optimizer.zero_grad()
 
     def _average(self, index, flat, scale):
         """Sum the group's gradients and flags over the ranks in place, and scale the
@@ -125,6 +173,7 @@ class DistributedOptimizer:
                 flat.grad *= flat.grad.dtype.type(scale)
 
     def __repr__(self):
+        mode = f", deterministic, micro_batches={self.micro_batches}" if self.deterministic else ""
         return (f"DistributedOptimizer(size={self.comm.size}, backward_passes_per_step="
-                f"{self.backward_passes_per_step}, compression={self.compression!r},\n"
+                f"{self.backward_passes_per_step}, compression={self.compression!r}{mode},\n"
                 f"{self.optimizer!r})")

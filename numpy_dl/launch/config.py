@@ -168,6 +168,13 @@ class TrainConfig:
                                  number(0.0, below=1.0))
     seed: int = option(0, "seed of the initialisation, split, data order and noise",
                        integer(0))
+    deterministic: bool = option(False, "the same bits at every rank count that divides "
+                                 "--micro-batches: each global batch in that many "
+                                 "micro-batches, summed in one fixed tree (BLAS threads "
+                                 "default to 1; use --global-batch-size)", boolean,
+                                 flag_value="true")
+    micro_batches: int = option(8, "micro-batches per global batch in --deterministic mode "
+                                "(a power of two)", integer(1, 1 << 20))
     checkpoint_every: int = option(5, "epochs between checkpoints (the last epoch is always "
                                    "saved)", integer(1))
     checkpoint_every_steps: int = option(0, "steps between checkpoints inside epochs (0: "

@@ -43,57 +43,98 @@ def squared_errors(autoencoding, data, indices, batch_size, comm):
 
 
 class Totals:
-    """The per-sample loss parts added up over this rank's batches; `means` turns them into
-    means over every rank's samples (one small Allreduce)."""
+    """The per-sample loss parts added up over batches; `means` turns them into means over
+    every rank's samples. By default each rank holds its own batches' sums and `means`
+    adds them up in one small Allreduce; `agreed` totals (deterministic mode) hold every
+    rank's sums already, added in one fixed order, so `means` needs no communication and
+    comes out bitwise the same at any rank count."""
 
-    def __init__(self, variational):
-        self.sums = dict.fromkeys(("loss", "recon", "kl") if variational else ("loss", "recon"),
-                                  0.0)
+    def __init__(self, variational, agreed=False):
+        self.names = ("loss", "recon", "kl") if variational else ("loss", "recon")
+        self.sums = dict.fromkeys(self.names, 0.0)
         self.count = 0
+        self.agreed = agreed
+
+    def sums_of(self, loss, reconstruction, kl):
+        """[sum of each part, count] of one batch's per-sample Tensors (kl None for plain
+        autoencoders), as one row of floats."""
+        parts = {"loss": loss, "recon": reconstruction, "kl": kl}
+        return [float(parts[name].data.sum(dtype=np.float64)) for name in self.names] + \
+            [len(loss.data)]
 
     def add(self, loss, reconstruction, kl):
-        """Per-sample Tensors of one batch (kl None for plain autoencoders)."""
-        for name, part in (("loss", loss), ("recon", reconstruction), ("kl", kl)):
-            if name in self.sums:
-                self.sums[name] += float(part.data.sum(dtype=np.float64))
-        self.count += len(loss.data)
+        self.add_row(self.sums_of(loss, reconstruction, kl))
+
+    def add_row(self, row):
+        for name, value in zip(self.names, row):
+            self.sums[name] += value
+        self.count += int(row[-1])
 
     def state(self):
-        """This rank's sums so far, for a checkpoint taken in the middle of an epoch."""
+        """The sums so far, for a checkpoint taken in the middle of an epoch."""
         return {"sums": dict(self.sums), "count": self.count}
 
     @classmethod
-    def resumed(cls, states, variational, comm):
-        """Totals going on from a checkpoint's per-rank `state()`s: this rank's own at the
-        rank count that saved them (so the epoch's means come out bitwise the same);
-        at another rank count rank 0 carries them all (the same means up to rounding)."""
-        totals = cls(variational)
-        if len(states) == comm.size:
+    def resumed(cls, states, saved_agreed, variational, comm, agreed=False):
+        """Totals going on from a checkpoint's `state()`s: one per rank, or one in all
+        when `saved_agreed`. This rank's own at the rank count that saved them (so the
+        epoch's means come out bitwise the same); agreed totals on every rank; otherwise
+        rank 0 carries them all (the same means up to rounding)."""
+        totals = cls(variational, agreed)
+        if agreed:
+            carried = states[:1] if saved_agreed else states
+        elif len(states) == comm.size and not saved_agreed:
             carried = [states[comm.rank]]
         else:
             carried = states if comm.rank == 0 else []
         for state in carried:
-            for name in totals.sums:
-                totals.sums[name] += state["sums"][name]
-            totals.count += state["count"]
+            totals.add_row([state["sums"][name] for name in totals.names] + [state["count"]])
         return totals
 
     def means(self, comm):
+        if self.agreed:
+            return {name: total / self.count if self.count else float("nan")
+                    for name, total in self.sums.items()}
         local = {name: (total / self.count if self.count else 0.0, self.count)
                  for name, total in self.sums.items()}
         return mean_over_ranks(local, comm)
 
 
-def validate(autoencoding, objective, data, indices, batch_size, comm):
+def agreed_table(rows, where, shape, comm):
+    """Collective: a float64 table of `shape` holding every rank's rows, on every rank;
+    this rank's `rows` go at `where`, each other rank's at its own place. One Allreduce
+    adds the ranks' tables, each zero outside its own rows: x + 0 is exactly x, so the
+    table is exact whatever order MPI adds in."""
+    table = np.zeros(shape)
+    table[where] = np.asarray(rows, dtype=np.float64).reshape(-1, shape[1])
+    return comm.allreduce_(table)
+
+
+def validate(autoencoding, objective, data, indices, batch_size, comm, deterministic=False):
     """{loss, recon, kl} means over `indices`, in eval mode (z = mu for VAEs, so the
     number is deterministic), the same on every rank whatever the rank count; kl only
-    for VAEs."""
-    totals = Totals(autoencoding.variational)
+    for VAEs. Deterministic: chunks of `batch_size` cut from all of `indices` (the same
+    shapes at any rank count), chunk c done by rank c mod size, the chunks' sums added in
+    chunk order, so the means are bitwise the same at any rank count."""
+    totals = Totals(autoencoding.variational, agreed=deterministic)
+    mine = list(chunks(indices, batch_size)) if deterministic else list(
+        chunks(shard(indices, comm), batch_size))
+    if deterministic:
+        mine = mine[comm.rank::comm.size]
+    rows = []
     autoencoding.model.eval()
     with no_grad():
-        for chunk in chunks(shard(indices, comm), batch_size):
+        for chunk in mine:
             images = data.images[chunk]
             recon, mu, logvar = autoencoding.forward(images, data.labels_at(chunk))
             reconstruction, kl = objective.parts(recon, images, mu, logvar)
-            totals.add(objective.negative_elbo(reconstruction, kl), reconstruction, kl)
+            rows.append(totals.sums_of(objective.negative_elbo(reconstruction, kl),
+                                       reconstruction, kl))
+    if not deterministic:
+        for row in rows:
+            totals.add_row(row)
+        return totals.means(comm)
+    shape = (-(-len(indices) // batch_size), len(totals.names) + 1)
+    for row in agreed_table(rows, slice(comm.rank, None, comm.size), shape, comm):
+        totals.add_row(row)
     return totals.means(comm)

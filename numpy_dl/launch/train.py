@@ -29,6 +29,7 @@ applied; a signal stops it after a checkpoint of the step it reached.
 import dataclasses
 import math
 import time
+import warnings
 
 import numpy as np
 
@@ -40,7 +41,7 @@ from ..loss import VAELoss
 from . import config as options
 from . import images, inputs, rundir, signals
 from .errors import NonFiniteError, RunError, Stopped, UsageError, together
-from .evaluate import Totals, validate
+from .evaluate import Totals, agreed_table, validate
 from .modeling import Autoencoding, describe, model_arguments
 from .progress import Progress
 from .signals import StopRequests
@@ -54,7 +55,10 @@ def run(layers, comm, console):
     """Train as the (source, {option: value}) layers say; returns the exit code."""
     with together(comm):
         config = options.resolve(*layers)
-    threads = runtime.set_blas_threads(config.threads, comm.ranks_per_node)
+    # Deterministic mode pins BLAS threads (default 1), so that a micro-batch's products
+    # are computed the same way at every rank count.
+    threads = runtime.set_blas_threads(config.threads or (1 if config.deterministic else 0),
+                                       comm.ranks_per_node)
     with together(comm):
         run_dir, saved = rundir.plan(config, comm)
     with together(comm):
@@ -132,8 +136,8 @@ class Control:
     numbers: the stop signal one of them received (0: none), whether any rank's loss was
     non-finite, and whether a timed checkpoint fell due on any rank."""
 
-    def __init__(self, comm, stops, loss, checkpoint_due):
-        values = np.array([stops.signal, not math.isfinite(loss), checkpoint_due], np.float64)
+    def __init__(self, comm, stops, loss_finite, checkpoint_due):
+        values = np.array([stops.signal, not loss_finite, checkpoint_due], np.float64)
         comm.allreduce_(values, op="max")
         self.signal, self.nonfinite_loss, self.checkpoint_due = (int(v) for v in values)
 
@@ -151,6 +155,7 @@ class Training:
                                                             config.val_fraction, config.seed)
         self.batch_size = local_batch(config, comm.size)
         self.global_batch = self.batch_size * comm.size
+        self._plan_shares(config, comm)
         self.steps_per_epoch = len(self.train_indices) // self.global_batch
         if self.steps_per_epoch == 0:
             raise UsageError(f"the global batch of {self.global_batch} ({comm.size} x "
@@ -177,7 +182,9 @@ class Training:
             self._resume_position(saved)
             self.last_checkpoint = saved.path
         apply_hyperparameters(base, config)
-        self.optimizer = distributed.DistributedOptimizer(base, comm=comm)
+        self.optimizer = distributed.DistributedOptimizer(
+            base, comm=comm, deterministic=config.deterministic,
+            micro_batches=config.micro_batches)
         self.scheduler = make_scheduler(config, base)
         for _ in range(self.start_epoch if self.scheduler else 0):
             self.scheduler.step()
@@ -187,6 +194,23 @@ class Training:
         self.sampler = DistributedSampler(self.train_images, num_replicas=comm.size,
                                           rank=comm.rank, shuffle=True, seed=config.seed,
                                           drop_last=True)
+
+    def _plan_shares(self, config, comm):
+        """Which positions of each global batch this rank trains on (`share`), and in how
+        many forward/backward passes (`parts`, slices of the share). By default rank r
+        takes positions r, r + R, ... in one pass. In deterministic mode it takes the
+        contiguous run of micro-batches that tree.py assigns it, one pass each."""
+        if not config.deterministic:
+            self.share, self.parts = slice(comm.rank, None, comm.size), [slice(None)]
+            return
+        try:
+            slices = distributed.micro_batch_slices(self.global_batch, config.micro_batches, comm)
+        except ValueError as error:
+            raise UsageError(f"--deterministic: {error}") from None
+        size = slices[0].stop - slices[0].start
+        self.share = slice(slices[0].start, slices[-1].stop)
+        self.parts = [slice(i * size, (i + 1) * size) for i in range(len(slices))]
+        self.first_part = slices[0].start // size  # this rank's first micro-batch
 
     @property
     def step(self):
@@ -227,6 +251,13 @@ class Training:
             raise UsageError(f"checkpoint {saved.path} stopped inside an epoch but does not "
                              f"hold its partial loss sums")
         self.start_sample, self.partial_totals = sample, totals if sample else None
+        self.saved_totals_agreed = bool(position.get("totals_agreed"))
+        if saved.metadata["world_size"] != self.comm.size and not self.config.deterministic:
+            warnings.warn(f"{saved.path} was written by {saved.metadata['world_size']} ranks "
+                          f"and resumes on {self.comm.size}: the run goes on from the same "
+                          f"state, but its sums split differently, so its bits will differ "
+                          f"from a run that was never interrupted (--deterministic keeps "
+                          f"them equal)", stacklevel=2)
 
     # ------------------------------------------------------------------ reporting
     def header(self, threads):
@@ -311,24 +342,34 @@ class Training:
         `epoch` from sample `first` of its order on (see the module docstring)."""
         self.sampler.set_epoch(epoch)
         order = self.sampler.global_order()
-        batch, ranks = self.global_batch, self.comm.size
+        batch = self.global_batch
         for start in range(first, self.steps_per_epoch * batch - batch + 1, batch):
-            yield order[start + self.comm.rank:start + batch:ranks]
+            yield order[start:start + batch][self.share]
 
     def train_epoch(self, epoch, first, progress):
         """The steps of `epoch` from sample `first` on; the means over all ranks' samples."""
         self.auto.model.train()
-        totals = Totals.resumed(self.partial_totals, self.auto.variational, self.comm) \
-            if first else Totals(self.auto.variational)
+        agreed = self.config.deterministic
+        totals = Totals(self.auto.variational, agreed)
+        if first:
+            totals = Totals.resumed(self.partial_totals, self.saved_totals_agreed,
+                                    self.auto.variational, self.comm, agreed)
         for count, rows in enumerate(self.batches(epoch, first), start=1):
-            loss, per_sample, reconstruction, kl = self.forward_backward(rows)
-            control = Control(self.comm, self.stops, float(loss.data),
+            pixel_noise, latent_noise = self.noise()
+            sums, finite = [], True
+            for number, part in enumerate(self.parts, start=1):
+                loss, *terms = self.forward_backward(rows[part], pixel_noise, latent_noise, part)
+                sums.append(totals.sums_of(*terms))
+                finite = finite and math.isfinite(float(loss.data))
+                if number < len(self.parts):
+                    self.optimizer.step()  # deterministic mode: a micro-batch into the tree
+            control = Control(self.comm, self.stops, finite,
                               self._next_timed_checkpoint <= time.monotonic())
             self.optimizer.synchronize()
             self.check_finite(control, epoch)
             self.optimizer.step()
-            totals.add(per_sample, reconstruction, kl)
-            progress.step(loss.item())
+            self.add_step_sums(totals, sums)
+            progress.step(float(loss.data))
             every = self.config.replica_check_every
             if every and self.step % every == 0:
                 self.check_replicas()
@@ -340,12 +381,25 @@ class Training:
                 raise self.stopped(control.signal, epoch, sample // self.global_batch)
         return totals.means(self.comm)
 
-    def forward_backward(self, rows):
-        """(loss, per-sample loss, reconstruction term, KL term) of this rank's part of the
-        current global batch, gradients computed."""
+    def add_step_sums(self, totals, sums):
+        """Add this step's loss sums: this rank's own, or in deterministic mode every
+        micro-batch's of every rank, in micro-batch order (one small Allreduce)."""
+        if not totals.agreed:
+            for row in sums:
+                totals.add_row(row)
+            return
+        shape = (self.config.micro_batches, len(sums[0]))
+        where = slice(self.first_part, self.first_part + len(sums))
+        for row in agreed_table(sums, where, shape, self.comm):
+            totals.add_row(row)
+
+    def forward_backward(self, rows, pixel_noise, latent_noise, part):
+        """(loss, per-sample loss, reconstruction term, KL term) of samples `rows` with
+        rows `part` of this rank's noise, gradients computed."""
         x = self.train_images[rows]
         labels = None if self.train_labels is None else self.train_labels[rows]
-        pixel_noise, latent_noise = self.noise()
+        pixel_noise = None if pixel_noise is None else pixel_noise[part]
+        latent_noise = None if latent_noise is None else latent_noise[part]
         seen = x if pixel_noise is None else np.clip(x + pixel_noise, 0.0, 1.0)
         recon, mu, logvar = self.auto.forward(seen, labels, latent_noise)
         reconstruction, kl = self.objective.parts(recon, x, mu, logvar)
@@ -395,14 +449,14 @@ class Training:
 
     def noise(self):
         """(pixel noise or None, latent noise or None) for this rank's rows of the current
-        global batch: drawn for the whole global batch from (seed, step), rows
-        [rank::size] kept (see the module docstring)."""
-        c, comm = self.config, self.comm
+        global batch: drawn for the whole global batch from (seed, step), this rank's
+        share of rows kept (see the module docstring)."""
+        c = self.config
 
         def draw(stream, shape):
             generator = np.random.default_rng([c.seed, self.step, stream])
             whole = generator.standard_normal((self.global_batch,) + shape, dtype=np.float32)
-            return whole[comm.rank::comm.size]
+            return whole[self.share]
 
         pixels = draw(0, self.data.image_shape) * np.float32(c.noise_std) if c.noise_std else None
         latent = draw(1, (self.auto.latent_dim,)) if self.auto.variational else None
@@ -411,8 +465,10 @@ class Training:
     def validate(self):
         if len(self.val_indices) == 0:
             return None
-        return validate(self.auto, self.objective, self.data, self.val_indices,
-                        self.batch_size, self.comm)
+        deterministic = self.config.deterministic
+        size = self.global_batch // self.config.micro_batches if deterministic else self.batch_size
+        return validate(self.auto, self.objective, self.data, self.val_indices, size, self.comm,
+                        deterministic)
 
     # ------------------------------------------------------------------ outputs
     def write_pictures(self, epoch):
@@ -432,9 +488,12 @@ class Training:
     def save(self, epochs_done, sample, totals):
         """A checkpoint after `epochs_done` whole epochs and `sample` samples of the next
         (with every rank's partial loss sums). Collective."""
+        states = None
+        if totals is not None:
+            states = [totals.state()] if totals.agreed else self.comm.gather_object(totals.state())
         position = {"epoch": epochs_done, "batch": sample // self.global_batch,
-                    "sample": sample,
-                    "totals": self.comm.gather_object(totals.state()) if totals else None}
+                    "sample": sample, "totals": states,
+                    "totals_agreed": totals is not None and totals.agreed}
         with together(self.comm):
             self.last_checkpoint = checkpoint.save(
                 self.run_dir.checkpoints, self.auto.model, self.optimizer, epoch=epochs_done,
