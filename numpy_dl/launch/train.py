@@ -13,7 +13,8 @@ positions r, r + R, ... of it. All training randomness (denoising noise and the 
 reparameterisation noise) is drawn for the whole global batch from (seed, step) and each
 rank takes its rows [r::R]. A run with -n 1 --batch-size 64 and one with -n 2
 --batch-size 32 therefore see the same samples with the same noise at every step and
-differ only in float rounding.
+differ only in float rounding; with --deterministic (rank r then takes a contiguous run
+of micro-batches, see numpy_dl/distributed/tree.py) not even in that.
 
 Exact resume. A checkpoint records the step, the position in the epoch (in samples) and
 each rank's partial sums of the epoch's losses, so a resumed run goes on with the very
