@@ -86,3 +86,18 @@ def test_a_default_mode_run_resumes_at_another_rank_count_with_a_note(tmp_path):
     assert result.returncode == 0, output_of(result)
     notes = [line for line in result.stderr.splitlines() if "bits will differ" in line]
     assert len(notes) == 1 and "written by 2 ranks and resumes on 1" in notes[0], result.stderr
+
+
+@pytest.mark.parametrize("ranks, batch, message", [
+    (3, 48, "divides micro_batches=8 \\(1, 2, 4, 8\\); got 3 ranks"),
+    (1, 30, "a global batch of 30 cannot be cut into 8 equal micro-batches"),
+])
+def test_unsupported_rank_counts_and_batches_are_one_line(tmp_path, ranks, batch, message):
+    import re
+    command = [find_mpirun(), "-n", str(ranks), sys.executable, "-m", "numpy_dl.launch",
+               "train", "--deterministic", "--global-batch-size", str(batch),
+               "--out", str(tmp_path / "run")]
+    result, _ = run(command, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("numpy_dl:")]
+    assert result.returncode == 2 and len(lines) == 1, output_of(result)
+    assert re.search(message, lines[0]) and not (tmp_path / "run").exists()
