@@ -22,7 +22,8 @@ from numpy_dl import checkpoint
 pytestmark = [needs_mpirun, pytest.mark.slow]
 
 TRAIN = ["train", "--hidden-sizes", "64", "--latent-dim", "8", "--noise-std", "0.1",
-         "--global-batch-size", "64", "--checkpoint-every", "3", "--keep", "2"]
+         "--global-batch-size", "64", "--checkpoint-every", "3", "--checkpoint-every-steps", "10",
+         "--keep", "2"]
 EPOCHS = 40
 STOPPED = 75
 

@@ -169,3 +169,20 @@ def test_every_command_refuses_a_checkpoint_with_non_finite_values(launch, strai
         one_line_error(err, code, 1, r"holds non-finite values in model/fc_mu.bias")
     code, _, err = launch("train", "--resume", path, "--out", tmp_path / "resumed")
     one_line_error(err, code, 1, r"holds non-finite values")
+
+
+def test_a_checkpoint_at_an_epochs_last_step_does_not_double_its_metrics_line(launch, tmp_path):
+    """A step checkpoint that falls on an epoch's last step is still inside that epoch: a
+    kill after the epoch's metrics line resumes from it and writes the line once."""
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    code, _, err = launch("train", *QUICK, "--epochs", "3", "--checkpoint-every-steps", "5",
+                          "--keep", "100", "--out", straight)
+    assert code == 0, err
+    shutil.copytree(straight, run)
+    for name in ("checkpoint-000000015.npz",):
+        os.remove(run / "checkpoints" / name)
+    (run / "checkpoints" / "latest").write_text("checkpoint-000000010.npz\n")
+    assert checkpoint.load(run / "checkpoints" / "checkpoint-000000010.npz").epoch == 1
+    code, _, err = launch("train", "--out", run, "--resume", "auto")
+    assert code == 0, err
+    assert timeless(run) == timeless(straight)

@@ -71,8 +71,8 @@ class RunDirectory:
     def prepare(self, config_text, saved, changes):
         """Lock the directory, create it and write config.toml for a new run; for a
         resumed one keep config.toml (the run's original options), record the options
-        that changed, and keep the metrics of the epochs up to the checkpoint's step
-        (later ones are trained again, so none is lost or doubled)."""
+        that changed, and keep the metrics of the epochs the checkpoint completed (later
+        ones are trained again, so none is lost or doubled)."""
         self.lock()
         os.makedirs(self.images, exist_ok=True)
         if saved is None or not os.path.exists(self.config):
@@ -81,8 +81,10 @@ class RunDirectory:
             record = {"resumed_from": saved.path, "step": saved.step,
                       "changes": {name: list(pair) for name, pair in changes.items()}}
             self._append(self.changes, record)
-        step = saved.step if saved is not None else 0
-        kept = [record for record in self.read_metrics() if record["step"] <= step]
+        # The epochs the checkpoint completed; an epoch it stopped inside, even at its
+        # last step, is finished again and writes its line again.
+        epochs_done = saved.epoch if saved is not None else 0
+        kept = [record for record in self.read_metrics() if record["epoch"] <= epochs_done]
         write_atomically(self.metrics, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
     def append_metrics(self, record):
@@ -108,7 +110,7 @@ class RunDirectory:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(record, dict) and isinstance(record.get("step"), int):
+                if isinstance(record, dict) and isinstance(record.get("epoch"), int):
                     records.append(record)
         return records
 
