@@ -19,7 +19,7 @@ of micro-batches, see numpy_dl/distributed/tree.py) not even in that.
 Exact resume. A checkpoint records the step, the position in the epoch (in samples) and
 each rank's partial sums of the epoch's losses, so a resumed run goes on with the very
 next batch and, at the same rank count, is bitwise the run that was never interrupted;
-metrics.jsonl keeps only the epochs up to the checkpoint's step, so no line is lost or
+metrics.jsonl keeps only the epochs the checkpoint completed, so no line is lost or
 doubled.
 
 Every step ends with one small all-reduce (`Control`) in which the ranks agree on what
