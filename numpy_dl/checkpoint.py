@@ -353,6 +353,10 @@ def _check_structure(path, metadata):
     for key in ("data_position", "scheduler", "config"):
         if not isinstance(metadata.get(key), (dict, type(None))):
             fail(f"{key} is not an object")
+    missing = [key for key in ("optimizer", "data_position", "scheduler", "config")
+               if key not in metadata]
+    if missing:
+        fail(f"it has no {', '.join(missing)}")
 
 
 def _hyper_parameters(group):

@@ -166,9 +166,10 @@ def test_a_first_signal_is_recorded_and_a_second_ctrl_c_aborts_at_once():
     before = signal.getsignal(signal.SIGTERM)
     with StopRequests(world) as stops:
         os.kill(os.getpid(), signal.SIGTERM)  # recorded, not fatal
+        os.kill(os.getpid(), signal.SIGUSR1)
         assert stops.signal == signal.SIGTERM and world.aborted is None
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stops.signal == signal.SIGTERM and world.aborted is None
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C after a request: now
+        assert world.aborted == 130
     assert signal.getsignal(signal.SIGTERM) is before
     world = FakeWorld(0, 2)
     with StopRequests(world) as stops:

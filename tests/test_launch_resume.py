@@ -186,3 +186,14 @@ def test_a_checkpoint_at_an_epochs_last_step_does_not_double_its_metrics_line(la
     code, _, err = launch("train", "--out", run, "--resume", "auto")
     assert code == 0, err
     assert timeless(run) == timeless(straight)
+
+
+def test_a_branch_writes_its_starting_point_into_its_own_directory(launch, straight, tmp_path):
+    """So that a branch killed before its first scheduled checkpoint resumes from its own
+    directory instead of starting afresh."""
+    branch = tmp_path / "branch"
+    code, _, err = launch("train", "--resume", straight / "checkpoints" / "checkpoint-000000006.npz",
+                          "--out", branch, "--checkpoint-every-steps", "0")
+    assert code == 0, err
+    start = checkpoint.load(branch / "checkpoints" / "checkpoint-000000006.npz")
+    assert (start.step, start.epoch, start.data_position["sample"]) == (6, 1, 32)

@@ -4,7 +4,7 @@ Exit codes: 0 done; 1 `RunError`, the work failed (a damaged checkpoint, a file 
 cannot be written); 2 `UsageError`, what the user asked for cannot be done (an option, a
 config file, a dataset or a checkpoint that does not fit); 3 `NonFiniteError`, training met
 a non-finite loss or gradient; 75 `Stopped`, a signal stopped the run after it wrote a
-checkpoint (requeue and resume); 130, a second Ctrl-C aborted it at once. Each ends the
+checkpoint (requeue and resume); 130, a Ctrl-C after a first request aborted it at once. Each ends the
 command with one line instead of a traceback. Any other exception
 is a bug and keeps its traceback; under MPI the distributed layer's hook prints it with
 the rank and aborts the job.

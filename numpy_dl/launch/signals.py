@@ -9,8 +9,10 @@ boundary, where every rank agrees on it in the small all-reduce it makes every s
 rank 0 writes a checkpoint of that step, and every rank exits with the code `Stopped`
 documents (75: requeue and resume with `--resume auto`).
 
-A second SIGINT means "now": the job is aborted at once (exit code 130), checkpoint or
-not, as Ctrl-C twice does in torchrun and mpirun.
+A SIGINT after an earlier request means "now": the job is aborted at once (exit code
+130), checkpoint or not, as Ctrl-C twice does in torchrun and mpirun. Python runs the
+handler when the main thread next runs Python code, so a rank blocked inside an MPI call
+(a job that hangs) is ended by mpirun's own second Ctrl-C or by the stall watchdog.
 """
 import signal
 
@@ -38,7 +40,7 @@ class StopRequests:
         return False
 
     def _record(self, number, frame):
-        if number == signal.SIGINT and self.signal == signal.SIGINT:
+        if number == signal.SIGINT and self.signal:
             self.comm.abort(ABORT_CODE)
         self.signal = self.signal or number
 

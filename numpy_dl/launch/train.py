@@ -29,12 +29,14 @@ applied; a signal stops it after a checkpoint of the step it reached.
 """
 import dataclasses
 import math
+import os
 import time
 import warnings
 
 import numpy as np
 
 import numpy_dl as ndl
+from .. import checkpoint as checkpoint_files
 from .. import distributed, models, optim, runtime
 from ..data import DistributedSampler
 from ..distributed import checkpoint
@@ -294,10 +296,18 @@ class Training:
         progress = Progress(self.comm.is_main, self.config.epochs, self.steps_per_epoch,
                             self.global_batch)
         started = time.perf_counter()
-        if self.last_checkpoint is None:
-            # A new run's starting point: a run killed before its first checkpoint resumes
-            # from here, and a directory with metrics but no checkpoint is never a run's.
-            self.save(0, sample=0, totals=None)
+        if not self.starts_from_own_latest():
+            # The run's starting point, in its own directory: a new run killed before its
+            # first checkpoint resumes from here (a directory with metrics but no
+            # checkpoint is never a run's), and so does a branch into a new --out or a run
+            # sent back to an older checkpoint, whose `latest` would otherwise name a
+            # checkpoint of the abandoned history until the first scheduled save.
+            totals = None
+            if self.start_sample:
+                totals = Totals.resumed(self.partial_totals, self.saved_totals_agreed,
+                                        self.auto.variational, self.comm,
+                                        self.config.deterministic)
+            self.save(self.start_epoch, sample=self.start_sample, totals=totals)
         self._next_timed_checkpoint = self._timer()
         with StopRequests(self.comm) as self.stops:
             for epoch in range(self.start_epoch + 1, self.config.epochs + 1):
@@ -307,6 +317,17 @@ class Training:
                 self.draw_loss_curve()
         console.say(f"done: epoch {self.config.epochs} reached in "
                     f"{time.perf_counter() - started:.1f} s; outputs in {self.run_dir.path}")
+
+    def starts_from_own_latest(self):
+        """True when the run resumes from the checkpoint its own directory's `latest`
+        names (--resume auto). Collective."""
+        if self.last_checkpoint is None:
+            return False
+        def own_latest():
+            found = checkpoint_files.latest(self.run_dir.checkpoints)
+            return found is not None and os.path.samefile(found, self.last_checkpoint)
+        with together(self.comm):
+            return distributed.on_root(own_latest, self.comm)
 
     def fit_epoch(self, epoch, progress):
         """Train (the rest of) `epoch`, evaluate, write its pictures and metrics line, and
@@ -320,7 +341,7 @@ class Training:
         train = self.train_epoch(epoch, first, progress)
         train_seconds = time.perf_counter() - epoch_started
         val = self.validate()
-        trained_samples = (self.steps_per_epoch * self.global_batch - first) or 1
+        trained_samples = max(self.steps_per_epoch * self.global_batch - first, 0)
         record = {"epoch": epoch, "step": self.step, "lr": lr,
                   **{f"train_{k}": v for k, v in train.items()},
                   **{f"val_{k}": v for k, v in (val or {}).items()},
