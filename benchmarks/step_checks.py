@@ -50,7 +50,7 @@ def main():
         flat = np.concatenate([p.grad.ravel() for p in model.parameters()])
         step_s = median_seconds(step, 10, comm)
         finite_s = median_seconds(lambda: finite_square(flat), 50, comm)
-        control_s = median_seconds(lambda: Control(comm, stops, 1.0, False), 50, comm)
+        control_s = median_seconds(lambda: Control(comm, stops, True, False), 50, comm)
         if comm.is_main:
             print(f"{name:9} {step_s * 1e3:8.2f} {finite_s * 1e3:10.3f} {control_s * 1e3:11.3f} "
                   f"{(finite_s + control_s) / step_s:7.2%}", flush=True)
