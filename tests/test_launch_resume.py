@@ -91,8 +91,9 @@ def test_a_second_train_on_a_directory_in_use_is_refused(launch, straight, tmp_p
     holder = RunDirectory(run)
     holder.lock()
     before = snapshot(run)
-    code, _, err = launch("train", "--out", run, "--resume", "auto", "--epochs", "6")
+    code, out, err = launch("train", "--out", run, "--resume", "auto", "--epochs", "6")
     one_line_error(err, code, 2, r"run directory \S+ is in use by another train")
+    assert out == ""  # refused before the run's banner
     assert snapshot(run) == before
     holder.unlock()
     code, _, err = launch("train", "--out", run, "--resume", "auto", "--epochs", "5")

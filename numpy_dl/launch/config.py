@@ -192,8 +192,9 @@ class TrainConfig:
                          "any) or a checkpoint file or run directory", text,
                          metavar="auto|PATH", flag_value="auto")
     allow_changes: bool = option(False, "resume even when the options change what the run "
-                                 "computes (model, data, optimiser, global batch); the changes "
-                                 "are recorded in RUN/changes.jsonl", boolean, flag_value="true")
+                                 "computes (data, optimiser settings, global batch; never the "
+                                 "model); changes are recorded in RUN/changes.jsonl", boolean,
+                                 flag_value="true")
 
 
 OPTIONS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -69,11 +69,10 @@ class RunDirectory:
                              f"train into a new --out")
 
     def prepare(self, config_text, saved, changes):
-        """Lock the directory, create it and write config.toml for a new run; for a
+        """Create the (locked) directory's contents: config.toml for a new run; for a
         resumed one keep config.toml (the run's original options), record the options
         that changed, and keep the metrics of the epochs the checkpoint completed (later
         ones are trained again, so none is lost or doubled)."""
-        self.lock()
         os.makedirs(self.images, exist_ok=True)
         if saved is None or not os.path.exists(self.config):
             write_atomically(self.config, config_text.encode())

@@ -75,6 +75,8 @@ def run(layers, comm, console):
         console.say(f"{run_dir.path} has trained {training.start_epoch} epochs already "
                     f"(--epochs {config.epochs}): nothing to do; raise --epochs to go on")
         return 0
+    with together(comm):
+        distributed.on_root(run_dir.lock, comm)  # before anything is printed or written
     console.say(training.header(threads))
     with together(comm):
         distributed.on_root(lambda: run_dir.prepare(training.config_toml(), saved, changes),
