@@ -75,8 +75,8 @@ def build_parser():
                              help="the two dataset items to interpolate between (default 0,1)")
     interpolate.add_argument("--random", action="store_true",
                              help="interpolate between two draws from the prior instead (VAEs)")
-    interpolate.add_argument("--steps", type=argument(options.integer(2, MAX_IMAGES)), default=10,
-                             help="images in the strip (default 10)")
+    interpolate.add_argument("--steps", type=argument(options.integer(2, MAX_IMAGES)),
+                             default=10, help="images in the strip (default 10)")
     add_seed(interpolate, "the --random draws")
     model_command(sub, "encode", "latent features of a dataset to latents.npy")
     score = model_command(sub, "score", "per-sample reconstruction error to scores.csv, and "
@@ -114,10 +114,10 @@ def model_command(sub, name, help, num=None, with_data=True, with_split=True):
     parser.add_argument("--out", metavar="DIR", help=f"output directory (default: the "
                         f"checkpoint's run directory/{name})")
     if num is not None:
-        parser.add_argument("--num", type=argument(options.integer(1, MAX_IMAGES)), default=num,
-                            help=f"images to show (default {num})")
-        parser.add_argument("--columns", type=argument(options.integer(1, MAX_IMAGES)), default=8,
-                            help="images per row of the grid (default 8)")
+        parser.add_argument("--num", type=argument(options.integer(1, MAX_IMAGES)),
+                            default=num, help=f"images to show (default {num})")
+        parser.add_argument("--columns", type=argument(options.integer(1, MAX_IMAGES)),
+                            default=8, help="images per row of the grid (default 8)")
     if with_data:
         parser.add_argument("--dataset", metavar="SPEC", help="dataset (default: the one the "
                             "checkpoint was trained on)")
@@ -171,7 +171,9 @@ def train_layers(args):
 
 
 def main(argv=None):
-    """Run one command; returns the exit code (0, 1 for a failed run, 2 for a usage error)."""
+    """Run one command; returns the exit code (errors.py lists them: 0 done, 1 a failed
+    run, 2 a usage error, 3 non-finite training, 75 stopped by a signal after a
+    checkpoint)."""
     runtime.keep_freed_memory()
     try:
         comm = distributed.init()
