@@ -8,10 +8,11 @@ the wrapped step, after a backward pass: gather the gradients into the flat buff
 in-place Allreduce of its gradients and has-gradient flags, the division by the number of
 ranks (one pass over the buffer), and the rebinding of `.grad`. "bare" is
 `Allreduce(IN_PLACE, buffer)` of a float32 buffer of as many bytes, on a communicator of
-its own. The two run interleaved, each after a Barrier and each first in turn, so both see the same machine and the same caches; a
-repeat's time is the slowest rank's; the table shows medians over repeats (warm-up
-excluded), the ratio wrapper / bare (the target is at most 1.1), and, timed separately
-after them, the wrapper with fp16 compression for comparison.
+its own. The two run interleaved, each after a Barrier and each first in turn, so both see
+the same machine and the same caches; a repeat's time is the slowest rank's; the table
+shows medians over repeats (warm-up excluded), the ratio wrapper / bare (the target is at
+most 1.1), and, timed separately after them, the wrapper with fp16 compression for
+comparison.
 """
 import argparse
 import os
