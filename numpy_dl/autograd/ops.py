@@ -165,6 +165,34 @@ def reshape(a, *shape):
     return Tensor._make(out, (a,), lambda g: (g.reshape(a.shape),), "reshape")
 
 
+def flatten(a, start_dim=0, end_dim=-1):
+    """Merge dims start_dim..end_dim into one, as `torch.flatten` (a 0-d tensor becomes 1-d)."""
+    if a.ndim == 0:
+        return reshape(a, 1)
+    start, end = start_dim % a.ndim, end_dim % a.ndim
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for "
+                         f"shape {a.shape}")
+    return reshape(a, a.shape[:start] + (-1,) + a.shape[end + 1:])
+
+
+def unsqueeze(a, dim):
+    """A new dim of size 1 at `dim` (counted in the output, -1 appends), as PyTorch."""
+    if not -a.ndim - 1 <= dim <= a.ndim:
+        raise ValueError(f"unsqueeze: dim must lie in [{-a.ndim - 1}, {a.ndim}] for shape "
+                         f"{a.shape}, got {dim}")
+    dim %= a.ndim + 1
+    return reshape(a, a.shape[:dim] + (1,) + a.shape[dim:])
+
+
+def squeeze(a, dim=None):
+    """Drop dims of size 1: all of them, or those of `dim` (an int or tuple) that have size
+    1; a named dim of another size is left alone, as in PyTorch."""
+    dims = range(a.ndim) if dim is None else _normalize_axes(dim, a.ndim)
+    keep = [n for i, n in enumerate(a.shape) if not (i in dims and n == 1)]
+    return reshape(a, tuple(keep))
+
+
 def permute(a, *dims):
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
@@ -177,6 +205,16 @@ def permute(a, *dims):
 def transpose(a, dim0, dim1):
     return Tensor._make(np.swapaxes(a.data, dim0, dim1), (a,),
                         lambda g: (np.swapaxes(g, dim0, dim1),), "transpose")
+
+
+def clone(a):
+    """A copy that stays in the graph (gradients flow back to `a`)."""
+    return Tensor._make(a.data.copy(), (a,), lambda g: (g,), "clone")
+
+
+def cast(a, dtype):
+    """`a` as `dtype`; the gradient comes back in `a`'s dtype."""
+    return Tensor._make(a.data.astype(dtype), (a,), lambda g: (g.astype(a.dtype),), "cast")
 
 
 def _index_data(index):
@@ -236,6 +274,47 @@ def stack(tensors, dim=0):
     def backward(g):
         return tuple(np.moveaxis(g, dim, 0))
     return Tensor._make(out, tuple(tensors), backward, "stack")
+
+
+def where(condition, input=None, other=None):
+    """`input` where `condition` holds, else `other`, broadcast together, as `torch.where`;
+    the gradient goes to the side that was picked. `where(condition)` alone gives the
+    indices of its true elements, one int64 tensor per dim."""
+    cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition)
+    if input is None and other is None:
+        return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(cond))
+    if cond.dtype != bool:
+        raise TypeError(f"where: condition must be boolean, got {cond.dtype}")
+    a, b = _binary_operands(input, other)
+    out = np.where(cond, a.data, b.data)
+
+    def backward(g):
+        zero = np.zeros((), g.dtype)
+        return (unbroadcast(np.where(cond, g, zero), a.shape) if a.requires_grad else None,
+                unbroadcast(np.where(cond, zero, g), b.shape) if b.requires_grad else None)
+    return Tensor._make(out, (a, b), backward, "where")
+
+
+def _extremum(a, b, pick, loses, name):
+    """Elementwise maximum or minimum (`pick`) with PyTorch's gradient: the side that
+    `loses` gets none, a tie gives each side half, and a NaN passes it to both."""
+    a, b = _binary_operands(a, b)
+
+    def backward(g):
+        shared = np.where(a.data == b.data, g * 0.5, g)
+        return (unbroadcast(np.where(loses(a.data, b.data), 0, shared), a.shape)
+                if a.requires_grad else None,
+                unbroadcast(np.where(loses(b.data, a.data), 0, shared), b.shape)
+                if b.requires_grad else None)
+    return Tensor._make(pick(a.data, b.data), (a, b), backward, name)
+
+
+def maximum(a, b):
+    return _extremum(a, b, np.maximum, np.less, "maximum")
+
+
+def minimum(a, b):
+    return _extremum(a, b, np.minimum, np.greater, "minimum")
 
 
 # ---------------------------------------------------------------------- elementwise

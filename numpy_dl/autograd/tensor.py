@@ -68,6 +68,8 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False):
         self.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+        if requires_grad:
+            check_differentiable(self.data.dtype, "Tensor")
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._parents = ()
@@ -102,8 +104,23 @@ class Tensor:
     def is_leaf(self):
         return self._backward is None
 
+    @property
+    def device(self):
+        """Always "cpu": NumPy arrays live in host memory."""
+        return "cpu"
+
     def __len__(self):
         return len(self.data)
+
+    def size(self, dim=None):
+        """The shape, or the length of dimension `dim`, as `torch.Tensor.size`."""
+        return self.shape if dim is None else self.shape[dim]
+
+    def dim(self):
+        return self.ndim
+
+    def numel(self):
+        return self.data.size
 
     def item(self):
         if self.data.size != 1:
@@ -119,6 +136,30 @@ class Tensor:
 
     def detach(self):
         return Tensor(self.data)
+
+    def to(self, *args, dtype=None, device=None):
+        """`t.to("cpu")`, `t.to(np.float64)`, `t.to("cpu", np.float64)`, `t.to(other)` as
+        in PyTorch: the same tensor when nothing changes, else a differentiable cast."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif _is_dtype(arg):
+                dtype = arg
+            else:
+                device = arg
+        check_device(device)
+        if dtype is None or np.dtype(dtype) == self.dtype:
+            return self
+        return ops.cast(self, dtype)
+
+    def cpu(self):
+        return self
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
 
     def __repr__(self):
         if self.op is not None:
@@ -143,12 +184,25 @@ class Tensor:
     mean = _op_method("mean")            # (axis=None, keepdims=False)
     max = _op_method("max")              # (axis=None, keepdims=False)
     reshape = view = _op_method("reshape")  # (*shape) or (shape)
+    flatten = _op_method("flatten")      # (start_dim=0, end_dim=-1)
+    unsqueeze = _op_method("unsqueeze")  # (dim)
+    squeeze = _op_method("squeeze")      # (dim=None)
+    clone = _op_method("clone")
     permute = _op_method("permute")      # (*dims) or (dims)
     transpose = _op_method("transpose")  # (dim0, dim1)
     clip = clamp = _op_method("clip")    # (min=None, max=None)
     exp, log, sqrt = _op_method("exp"), _op_method("log"), _op_method("sqrt")
     abs, tanh = _op_method("abs"), _op_method("tanh")
     sigmoid, relu = _op_method("sigmoid"), _op_method("relu")
+    maximum, minimum = _op_method("maximum"), _op_method("minimum")  # (other)
+
+    def where(self, condition, other):
+        """`self` where `condition` holds, else `other`, as `torch.Tensor.where`."""
+        return ops.where(condition, self, other)
+
+    def contiguous(self):
+        """The tensor itself: every op already returns what NumPy lays out."""
+        return self
 
     @property
     def T(self):
@@ -236,17 +290,41 @@ class Tensor:
             self.grad[...] = 0
 
 
-def tensor(data, requires_grad=False, dtype=None):
-    """A new leaf Tensor holding a copy of `data`; float data becomes float32 unless `dtype`."""
+def _is_dtype(value):
+    try:
+        np.dtype(value)
+        return value is not None
+    except TypeError:
+        return False
+
+
+def check_differentiable(dtype, call):
+    """Only floating-point tensors can require gradients (as in PyTorch): an integer
+    tensor's gradient would be rounded to integers, zeros for a mean."""
+    if np.dtype(dtype).kind != "f":
+        raise TypeError(f"{call}(requires_grad=True) needs a floating-point dtype, got {dtype}; "
+                        f"pass float data or dtype=np.float32")
+
+
+def check_device(device):
+    """None or "cpu" (a string or a torch-style device object), the one device there is."""
+    if device is not None and str(device) not in ("cpu", "cpu:0"):
+        raise ValueError(f"numpy_dl computes with NumPy on the CPU only: device must be 'cpu' "
+                         f"or None, got {device!r}")
+
+
+def tensor(data, *, dtype=None, device=None, requires_grad=False):
+    """A new leaf Tensor holding a copy of `data`, as `torch.tensor`: float data becomes
+    float32 unless `dtype` says otherwise; integers stay int64 (NumPy's default int)."""
+    check_device(device)
     if isinstance(data, Tensor):
         data = data.data
     array = np.array(data, dtype=dtype)
     if dtype is None and array.dtype.kind == "f" and array.dtype != np.float32:
         array = array.astype(np.float32)
-    if requires_grad and array.dtype.kind != "f":
-        raise TypeError(f"tensor(requires_grad=True) needs floating-point data, got {array.dtype}")
+    if requires_grad:
+        check_differentiable(array.dtype, "tensor")
     return Tensor(array, requires_grad=requires_grad)
-
 
 
 def input_tensor(value):

@@ -68,3 +68,44 @@ def cross_entropy(logits, labels):
         grad[rows, labels] -= 1
         return (grad * g[:, None],)
     return Tensor._make(out, (logits,), backward, "cross_entropy")
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of log-probabilities `input` (N, C) or (N, C, d1, ...)
+    against integer classes `target` (N,) or (N, d1, ...), as
+    `torch.nn.functional.nll_loss`: each term is -weight[class] * input[class]; targets
+    equal to ignore_index add nothing; "mean" divides by the sum of the weights of the
+    counted targets (their number without `weight`)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"nll_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    classes = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if input.ndim < 2 or classes.shape != (input.shape[0],) + input.shape[2:]:
+        raise ValueError(f"nll_loss: expected input (N, C, ...) and target (N, ...), got "
+                         f"{input.shape} and {classes.shape}")
+    if classes.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: target must hold integer classes, got {classes.dtype}")
+    num_classes = input.shape[1]
+    counted = classes != ignore_index
+    if np.any((classes[counted] < 0) | (classes[counted] >= num_classes)):
+        raise ValueError(f"nll_loss: target classes must lie in [0, {num_classes}) or equal "
+                         f"ignore_index={ignore_index}")
+    class_weight = np.ones(num_classes, input.dtype) if weight is None \
+        else np.asarray(weight.data if isinstance(weight, Tensor) else weight, input.dtype)
+    if class_weight.shape != (num_classes,):
+        raise ValueError(f"nll_loss: weight must have one entry per class ({num_classes}), got "
+                         f"shape {class_weight.shape}")
+    safe = np.where(counted, classes, 0)
+    term_weight = np.where(counted, class_weight[safe], 0).astype(input.dtype)
+    picked = np.take_along_axis(input.data, safe[:, None], axis=1)[:, 0]
+
+    def backward(g):
+        grad = np.zeros(input.shape, g.dtype)
+        np.put_along_axis(grad, safe[:, None], (-term_weight * g)[:, None], axis=1)
+        return (grad,)
+    losses = Tensor._make(-term_weight * picked, (input,), backward, "nll_loss")
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / term_weight.sum()
+

@@ -1,4 +1,5 @@
-"""Batch normalisation over every axis but the channels."""
+"""Batch normalisation (over every axis but the channels) and layer normalisation (over
+each sample's last dims)."""
 import numpy as np
 
 from ..autograd import Tensor
@@ -52,3 +53,35 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Tr
         return grads
     parents = tuple(t for t in (x, weight, bias) if t is not None)
     return Tensor._make(out, parents, backward, "batch_norm")
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise each sample over its last len(normalized_shape) dims (biased variance),
+    then scale and shift elementwise, as `torch.nn.functional.layer_norm`."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+        else tuple(normalized_shape)
+    if len(shape) > x.ndim or x.shape[x.ndim - len(shape):] != shape:
+        raise ValueError(f"layer_norm: expected input of shape (*, {', '.join(map(str, shape))}), "
+                         f"got {x.shape}")
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    mean = x.data.mean(axis=axes, keepdims=True)
+    centered = x.data - mean
+    inv_std = 1 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+    x_hat = centered * inv_std.astype(x.dtype)
+    out = x_hat * weight.data if weight is not None else x_hat
+    if bias is not None:
+        out = out + bias.data
+    leading = tuple(range(x.ndim - len(shape)))
+
+    def backward(g):
+        g_hat = g * weight.data if weight is not None else g
+        gx = inv_std * (g_hat - g_hat.mean(axis=axes, keepdims=True)
+                        - x_hat * (g_hat * x_hat).mean(axis=axes, keepdims=True))
+        grads = [gx.astype(x.dtype, copy=False)]
+        if weight is not None:
+            grads.append((g * x_hat).sum(axis=leading) if weight.requires_grad else None)
+        if bias is not None:
+            grads.append(g.sum(axis=leading) if bias.requires_grad else None)
+        return grads
+    parents = tuple(t for t in (x, weight, bias) if t is not None)
+    return Tensor._make(out, parents, backward, "layer_norm")

@@ -1,6 +1,6 @@
 """Loss functions as callables `criterion(pred, target)`, with PyTorch's `reduction`."""
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivergenceLoss, Loss,
-                     MSELoss, VAELoss)
+                     MSELoss, NLLLoss, VAELoss)
 
 __all__ = ["Loss", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-           "KLDivergenceLoss", "VAELoss"]
+           "NLLLoss", "KLDivergenceLoss", "VAELoss"]

@@ -69,6 +69,20 @@ class CrossEntropyLoss(Loss):
         return self.reduce(F.cross_entropy(input_tensor(logits), labels))
 
 
+class NLLLoss(Loss):
+    """Negative log-likelihood of log-probabilities (N, C, ...) against integer classes
+    (N, ...), with PyTorch's optional class `weight` and `ignore_index`; "mean" is the
+    weighted mean over the counted targets (see functional.nll_loss)."""
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+        super().__init__(reduction)
+        self.weight, self.ignore_index = weight, ignore_index
+
+    def __call__(self, log_probs, labels):
+        return F.nll_loss(input_tensor(log_probs), labels, self.weight, self.ignore_index,
+                          self.reduction)
+
+
 class KLDivergenceLoss(Loss):
     """KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dimensions per sample."""
 

@@ -4,6 +4,8 @@ Each layer checks its input's shape and names itself in the error, so a user see
 "Linear(in_features=784, ...): expected input of shape (*, 784), got (128, 28, 28)"
 rather than a broadcasting error from deep inside NumPy.
 """
+import warnings
+
 import numpy as np
 
 from .. import functional as F
@@ -206,3 +208,86 @@ class Unflatten(Module):
 
     def extra_repr(self):
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+class _SoftmaxNd(Module):
+    """What Softmax and LogSoftmax share: the dim, and PyTorch's legacy choice when it is
+    None (dim 0 for 0-, 1- and 3-d inputs, else 1), with PyTorch's warning."""
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def _dim(self, x):
+        if self.dim is not None:
+            return self.dim
+        warnings.warn(f"Implicit dimension choice for {type(self).__name__} has been "
+                      f"deprecated. Change the call to include dim=X as an argument.",
+                      UserWarning, stacklevel=3)
+        return 0 if x.ndim in (0, 1, 3) else 1
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Softmax(_SoftmaxNd):
+    def forward(self, x):
+        x = input_tensor(x)
+        return F.softmax(x, self._dim(x))
+
+
+class LogSoftmax(_SoftmaxNd):
+    def forward(self, x):
+        x = input_tensor(x)
+        return F.log_softmax(x, self._dim(x))
+
+
+class LayerNorm(Module):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+            else normalized_shape
+        self.normalized_shape = tuple(int(n) for n in shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.weight = self.bias = None
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(self.normalized_shape, dtype=np.float32))
+            if bias:
+                self.bias = Parameter(np.zeros(self.normalized_shape, dtype=np.float32))
+
+    def forward(self, x):
+        return F.layer_norm(input_tensor(x), self.normalized_shape, self.weight, self.bias,
+                            self.eps)
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+
+
+class Embedding(Module):
+    """A table of `num_embeddings` learnable rows of size `embedding_dim`, initialised
+    from N(0, 1) with the `padding_idx` row zero, as PyTorch's."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None):
+        super().__init__()
+        if max_norm is not None:
+            raise ValueError("Embedding: max_norm is not supported; expected max_norm=None")
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        if padding_idx is not None:
+            if not -self.num_embeddings <= padding_idx < self.num_embeddings:
+                raise ValueError(f"Embedding: padding_idx must lie in "
+                                 f"[{-self.num_embeddings}, {self.num_embeddings}), got "
+                                 f"{padding_idx}")
+            padding_idx %= self.num_embeddings
+        self.padding_idx = padding_idx
+        self.weight = Parameter(np.empty((self.num_embeddings, self.embedding_dim), np.float32))
+        init.normal_(self.weight)
+        if padding_idx is not None:
+            self.weight.data[padding_idx] = 0
+
+    def forward(self, indices):
+        return F.embedding(indices, self.weight, self.padding_idx)
+
+    def extra_repr(self):
+        padding = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{padding}"

@@ -1,0 +1,152 @@
+"""Tensor-creation functions with PyTorch's signatures and default dtypes.
+
+Shapes are given as `zeros(2, 3)` or `zeros((2, 3))`; float results are float32 unless
+`dtype` says otherwise, integer ones int64, as in PyTorch. The random ones draw from
+numpy_dl's own stream (`manual_seed`) unless a `generator` (an `np.random.Generator`) is
+given. `device` accepts "cpu" or None (see `check_device`).
+"""
+import numbers
+
+import numpy as np
+
+from .. import random
+from .tensor import Tensor, check_device, check_differentiable
+
+
+def _shape(size, call):
+    """(2, 3) from `f(2, 3)`, `f((2, 3))` or `f([2, 3])`."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0
+               for n in size):
+        raise ValueError(f"{call}: the size must be non-negative integers, got {size}")
+    return tuple(int(n) for n in size)
+
+
+def _leaf(array, dtype, device, requires_grad, call):
+    check_device(device)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    if requires_grad:
+        check_differentiable(array.dtype, call)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def _float(dtype):
+    return np.float32 if dtype is None else dtype
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _leaf(np.zeros(_shape(size, "zeros"), _float(dtype)), None, device, requires_grad,
+                 "zeros")
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _leaf(np.ones(_shape(size, "ones"), _float(dtype)), None, device, requires_grad,
+                 "ones")
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    return _leaf(np.empty(_shape(size, "empty"), _float(dtype)), None, device, requires_grad,
+                 "empty")
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    """Filled with `fill_value`; its kind sets the dtype as in PyTorch (bool, int64 or
+    float32) unless `dtype` is given."""
+    if dtype is None:
+        kind = np.asarray(fill_value).dtype.kind
+        dtype = {"b": np.bool_, "i": np.int64, "u": np.int64}.get(kind, np.float32)
+    return _leaf(np.full(_shape((size,), "full"), fill_value, dtype), None, device,
+                 requires_grad, "full")
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """[start, end) in steps of `step` (`arange(end)` counts from 0); int64 when all three
+    are integers, else float32."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    integral = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+    values = np.arange(start, end, step, dtype=np.int64 if integral else np.float64)
+    return _leaf(values, dtype or (None if integral else np.float32), device, requires_grad,
+                 "arange")
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    if not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"linspace: steps must be a non-negative integer, got {steps!r}")
+    return _leaf(np.linspace(start, end, int(steps)), _float(dtype), device, requires_grad,
+                 "linspace")
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    return _leaf(np.eye(n, n if m is None else m, dtype=_float(dtype)), None, device,
+                 requires_grad, "eye")
+
+
+def _generator(generator):
+    return random.generator() if generator is None else generator
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform on [0, 1)."""
+    values = _generator(generator).random(_shape(size, "rand"), dtype=_float_draw(dtype))
+    return _leaf(values, dtype, device, requires_grad, "rand")
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal."""
+    values = _generator(generator).standard_normal(_shape(size, "randn"),
+                                                   dtype=_float_draw(dtype))
+    return _leaf(values, dtype, device, requires_grad, "randn")
+
+
+def _float_draw(dtype):
+    """NumPy draws float32 or float64; other float dtypes are cast from float32."""
+    if dtype is not None and np.dtype(dtype).kind != "f":
+        raise TypeError(f"rand and randn draw floating-point values, got dtype {dtype}; "
+                        f"use randint for integers")
+    return np.float64 if dtype is not None and np.dtype(dtype) == np.float64 else np.float32
+
+
+def randint(*args, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+    """Integers in [low, high), as `randint(high, size)` or `randint(low, high, size)`
+    (size also by keyword); int64 unless `dtype`."""
+    args = args + ((size,) if size is not None else ())
+    if len(args) == 2:
+        low, (high, size) = 0, args
+    elif len(args) == 3:
+        low, high, size = args
+    else:
+        raise TypeError("randint: expected randint(high, size) or randint(low, high, size)")
+    if high <= low:
+        raise ValueError(f"randint: need low < high, got low={low}, high={high}")
+    values = _generator(generator).integers(low, high, _shape((size,), "randint"),
+                                            dtype=np.int64)
+    return _leaf(values, dtype, device, requires_grad, "randint")
+
+
+def _like(call, make):
+    """`call`_like(input, dtype=None, ...): `make` for input's shape, in input's dtype."""
+    def like(input, dtype=None, device=None, requires_grad=False, **options):
+        shape = input.shape if hasattr(input, "shape") else np.shape(input)
+        return make(shape, **options, dtype=dtype or np.asarray(input).dtype, device=device,
+                    requires_grad=requires_grad)
+    like.__name__ = like.__qualname__ = f"{call}_like"
+    like.__doc__ = f"`{call}` with the shape and (unless `dtype` is given) the dtype of `input`."
+    return like
+
+
+zeros_like = _like("zeros", zeros)
+ones_like = _like("ones", ones)
+empty_like = _like("empty", empty)
+rand_like = _like("rand", rand)
+randn_like = _like("randn", randn)
+
+
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
+    """`full` with the shape and (unless `dtype` is given) the dtype of `input`."""
+    return full(input.shape, fill_value, dtype=dtype or input.dtype, device=device,
+                requires_grad=requires_grad)

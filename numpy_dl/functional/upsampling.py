@@ -1,0 +1,76 @@
+"""Nearest-neighbour resizing of NCHW images, with PyTorch's source-pixel rule."""
+import numbers
+
+import numpy as np
+
+from ..autograd import Tensor
+from .linear import check_float
+
+MODES = ("nearest",)
+
+
+def _output_sizes(call, in_size, size, scale_factor):
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{call}: give exactly one of size and scale_factor")
+    if size is not None:
+        sizes = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+        if len(sizes) != 2 or not all(isinstance(s, numbers.Integral) and s >= 1 for s in sizes):
+            raise ValueError(f"{call}: size must be a positive int or a pair of them, got {size!r}")
+        return tuple(int(s) for s in sizes), (None, None)
+    scales = (scale_factor,) * 2 if isinstance(scale_factor, numbers.Real) else tuple(scale_factor)
+    if len(scales) != 2 or not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
+        raise ValueError(f"{call}: scale_factor must be a positive number or a pair of them, "
+                         f"got {scale_factor!r}")
+    sizes = tuple(int(np.floor(n * s)) for n, s in zip(in_size, scales))
+    if min(sizes) < 1:
+        raise ValueError(f"{call}: scale_factor {scale_factor!r} shrinks {in_size} to nothing")
+    return sizes, scales
+
+
+def _sources(in_size, out_size, scale_factor):
+    """The input index each output index copies: floor(i * in/out) in float32, or
+    floor(i / scale_factor) when a scale factor was given, clipped to the input (as
+    PyTorch's 'nearest')."""
+    if out_size == in_size:
+        return np.arange(out_size)
+    ratio = np.float32(1 / scale_factor if scale_factor else in_size / out_size)
+    index = np.floor(np.arange(out_size, dtype=np.float32) * ratio).astype(np.int64)
+    return np.minimum(index, in_size - 1)
+
+
+def _sum_back(g, sources, in_size, axis):
+    """The adjoint of taking `sources` along `axis`: add the gradients of the outputs that
+    copied each input index. The sources never decrease, so each input's outputs form one
+    run, summed with one reduceat; inputs that no output copied get zero."""
+    used, first = np.unique(sources, return_index=True)
+    shape = list(g.shape)
+    shape[axis] = in_size
+    grad = np.zeros(shape, g.dtype)
+    index = [slice(None)] * g.ndim
+    index[axis] = used
+    grad[tuple(index)] = np.add.reduceat(g, first, axis=axis)
+    return grad
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None):
+    """Resize an (N, C, H, W) image to `size` or by `scale_factor`, as
+    `torch.nn.functional.interpolate` in mode 'nearest' (the only mode here)."""
+    if mode not in MODES:
+        raise ValueError(f"interpolate: mode {mode!r} is not supported; expected one of {MODES}")
+    if align_corners is not None:
+        raise ValueError("interpolate: align_corners applies to the linear modes only; "
+                         "leave it None for 'nearest'")
+    if input.ndim != 4:
+        raise ValueError(f"interpolate: expected input of shape (N, C, H, W), got {input.shape}")
+    check_float("interpolate", input)
+    in_size = input.shape[2:]
+    out_size, scales = _output_sizes("interpolate", in_size, size, scale_factor)
+    if recompute_scale_factor:
+        scales = (None, None)
+    rows, cols = (_sources(n, o, s) for n, o, s in zip(in_size, out_size, scales))
+    out = input.data[:, :, rows[:, None], cols[None, :]]
+
+    def backward(g):
+        return (_sum_back(_sum_back(g, cols, in_size[1], 3), rows, in_size[0], 2),)
+    return Tensor._make(out, (input,), backward, "interpolate")
