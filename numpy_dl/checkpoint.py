@@ -18,8 +18,17 @@ untrusted source cannot run code. It holds:
                                       every other array's name, dtype, shape and bytes
 Loading checks the format version, the checksum, the metadata's structure and that every
 value is finite, and raises one CheckpointError on any damage; no checkpoint holding a
-non-finite value is written either. Version 1 files (a checksum over the arrays alone, in
-the metadata as `arrays_sha256`) are still read.
+non-finite value is written either.
+
+Versions. 3 (written now): the conv models (ConvAutoencoder, ConvVariationalAutoencoder)
+have the user guide's decoder, FC -> reshape -> [ConvTranspose -> ReLU]* -> Output. 2 (the
+same layout) and 1 (a checksum over the arrays alone, in the metadata as `arrays_sha256`)
+are still read. Their conv models had a ReLU between the decoder's FC layer and the
+reshape, and parameter names to match (decoder.3.weight where version 3 has
+decoder.2.weight); loading such a file adds `decoder_fc_activation: "relu"` to its model
+config (unless the config names one), so `build_model` rebuilds exactly the network that
+was saved and a resumed run goes on training it. `restore` into a model of the other
+decoder is refused with a CheckpointError that says so.
 
 A directory holds `checkpoint-<step>.npz` files (the `keep` most recently written) and
 `latest`, a text file naming the newest complete one (without it, as in a copy that lost
@@ -50,8 +59,12 @@ from . import random as ndl_random
 from .data.npy_files import UnsoundArrayFile, read_npz
 
 FORMAT = "numpy_dl.checkpoint"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+# Models whose network changed in format version 3 (the guide's conv decoder), with the
+# constructor argument that rebuilds the network of earlier versions.
+LEGACY_CONV_MODELS = ("ConvAutoencoder", "ConvVariationalAutoencoder")
+LEGACY_DECODER = {"decoder_fc_activation": "relu"}
 POINTER = "latest"
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)\.npz")
 _TEMPORARY_NAME = re.compile(r"\.(checkpoint-\d+\.npz|latest)\.tmp")
@@ -319,7 +332,19 @@ def _metadata(path, arrays):
         raise CheckpointError(f"{path} is damaged or was edited: its contents do not match "
                               f"the checksum written with them")
     _check_structure(path, metadata)
+    _upgrade(metadata)
     return metadata
+
+
+def _upgrade(metadata):
+    """The model config of an older version as this numpy_dl builds that same network:
+    a conv model before version 3 had a ReLU after its decoder's FC layer."""
+    model = metadata["model"]
+    if (metadata["format_version"] < 3 and model["name"] in LEGACY_CONV_MODELS
+            and isinstance(model["config"], dict)):
+        model["config"] = {**model["config"],
+                           **{key: value for key, value in LEGACY_DECODER.items()
+                              if key not in model["config"]}}
 
 
 def _check_structure(path, metadata):
@@ -369,7 +394,9 @@ def _hyper_parameters(group):
 def restore(checkpoint, model, optimizer=None, scheduler=None, rank=0, world_size=1):
     """Load a Checkpoint into `model` (and `optimizer`, `scheduler`), and numpy_dl's RNG
     state: rank `rank`'s own when `world_size` is the one that saved (so the run
-    continues exactly), otherwise left as it is, with a warning from rank 0."""
+    continues exactly), otherwise left as it is, with a warning from rank 0. A conv model
+    of the other decoder than the checkpoint's (see the module's Versions) is refused."""
+    _check_decoder(checkpoint, model)
     model.load_state_dict(checkpoint.model_state)
     if optimizer is not None:
         if checkpoint.optimizer_state is None:
@@ -390,6 +417,26 @@ def restore(checkpoint, model, optimizer=None, scheduler=None, rank=0, world_siz
         warnings.warn(f"{checkpoint.path} was written by {len(rng_states)} ranks and resumes "
                       f"on {world_size}: the random streams start afresh, so the run is not "
                       f"bitwise the one it would have been", stacklevel=2)
+
+
+def _check_decoder(checkpoint, model):
+    """CheckpointError when the checkpoint's conv model and `model` differ in the activation
+    after the decoder's FC layer: the guide's network (none) against the one checkpoints
+    before version 3 hold (a ReLU)."""
+    saved, own = checkpoint.model_config, getattr(model, "config", None)
+    if not (checkpoint.model_name == type(model).__name__ in LEGACY_CONV_MODELS
+            and isinstance(saved, dict) and isinstance(own, dict)):
+        return
+    (key, legacy), = LEGACY_DECODER.items()
+    if saved.get(key) != own.get(key):
+        def decoder(activation):
+            return (f"{key}={activation!r}, FC -> {activation} -> reshape" if activation
+                    else "the guide's decoder, FC -> reshape")
+        raise CheckpointError(
+            f"{checkpoint.path} holds a {checkpoint.model_name} with {decoder(saved.get(key))}"
+            f"{' (the decoder of checkpoints before format 3)' if saved.get(key) == legacy else ''}"
+            f", but the model given has {decoder(own.get(key))}; rebuild it with "
+            f"build_model(checkpoint), or construct it with {key}={saved.get(key)!r}")
 
 
 def build_model(checkpoint):

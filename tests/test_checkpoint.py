@@ -14,12 +14,14 @@ from numpy_dl import distributed, optim
 from numpy_dl.distributed import DistributedOptimizer, checkpoint
 from numpy_dl.checkpoint import CheckpointError, _checksum
 
+from checkpoint_formats import old_decoder_names, rewrite_as_version
 from distributed_helpers import (WORLD, digest, global_batch, local_part, mse, needs_mpirun,
                                  not_under_mpi, on_every_rank, output_of, run_script,
                                  shared_directory, small_model)
 
 comm = WORLD
 LOCAL_BATCH = 4
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
 def make_run(seed):
@@ -150,7 +152,9 @@ def damage(path, how):
 
 @pytest.mark.parametrize("how, message", [("truncated", "not a readable checkpoint"),
                                           ("altered array", "checksum"),
-                                          ("future version", "version 3; this numpy_dl reads")])
+                                          ("future version",
+                                           f"version {checkpoint.FORMAT_VERSION + 1}; "
+                                           f"this numpy_dl reads")])
 def test_damage_raises_one_clear_error_on_every_rank(tmp_path, how, message):
     directory = shared_directory(tmp_path, comm)
     path = save(directory, *make_run(seed=1), step=1)
@@ -263,3 +267,146 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_whole(tmp_path):
     assert target.read_bytes() == b"old\n" and os.listdir(tmp_path) == ["file.txt"]
     write_atomically(target, lambda file: file.write(b"new\n"))
     assert target.read_bytes() == b"new\n"
+
+
+# ---------------------------------------------------------------------------- format versions
+# Version 3 gave the conv models the user guide's decoder (FC -> reshape, no ReLU between);
+# versions 1 and 2 hold conv models with a ReLU there, which load as exactly that network.
+GUIDE_UP = ["ConvTranspose2d", "ReLU", "ConvTranspose2d", "ReLU", "ConvTranspose2d", "Sigmoid"]
+
+
+def layer_types(sequential):
+    return [type(layer).__name__ for layer in sequential]
+
+
+def conv_model(name, **extra):
+    from numpy_dl import models
+    ndl.manual_seed(4)
+    return models.build(name, in_channels=1, base_channels=2, latent_dim=3, image_size=8,
+                        **extra)
+
+
+def images_and_latents(model, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (4,) + model.input_shape[1:]).astype(np.float32)
+    return x, rng.normal(0, 2, (4, model.latent_dim)).astype(np.float32)
+
+
+def evaluated(model, x, z):
+    """The model's outputs on x (recon, and mu and logvar of a VAE) and decoded z, in eval mode."""
+    model.eval()
+    with ndl.no_grad():
+        out = model(ndl.tensor(x))
+        return [t.data for t in (out if isinstance(out, tuple) else (out,))] + [
+            model.decode(ndl.tensor(z)).data]
+
+
+@pytest.mark.parametrize("name", ["ConvAutoencoder", "ConvVariationalAutoencoder"])
+def test_a_new_conv_checkpoint_is_version_3_with_the_guides_decoder(tmp_path, name):
+    directory = shared_directory(tmp_path, comm)
+    model = conv_model(name)
+    distributed.broadcast_parameters(model, comm)
+    path = checkpoint.save(directory, model, comm=comm)
+    loaded = checkpoint.load(path, comm)
+    rebuilt = checkpoint.build_model(loaded)
+    with np.load(path, allow_pickle=False) as npz:
+        written = json.loads(npz["metadata"].tobytes())
+
+    assert written["format_version"] == loaded.metadata["format_version"] == 3
+    assert checkpoint.FORMAT_VERSION == 3
+    assert written["model"] == {"name": name, "config": model.config} == loaded.metadata["model"]
+    assert "decoder_fc_activation" not in loaded.model_config
+    assert layer_types(rebuilt.decoder) == ["Linear", "Unflatten"] + GUIDE_UP
+    assert "model/decoder.2.weight" in {f"model/{k}" for k in loaded.model_state}
+    assert digest(rebuilt.state_dict()) == digest(model.state_dict())
+    # The decoder of older checkpoints is refused, naming both.
+    with pytest.raises(CheckpointError, match=r"guide's decoder, FC -> reshape, but the model "
+                                              r"given has decoder_fc_activation='relu'"):
+        checkpoint.restore(loaded, conv_model(name, decoder_fc_activation="relu"), comm=comm)
+
+
+@pytest.mark.parametrize("name", ["conv-ae", "conv-vae"])
+def test_a_format_2_conv_checkpoint_of_the_old_numpy_dl_loads_exactly(tmp_path, name):
+    """tests/data holds checkpoints that numpy_dl wrote in format 2 and what it computed
+    from them (see tests/data/make_format2_checkpoints.py): they rebuild the network they
+    saved, FC -> ReLU -> reshape, with the same outputs; they resume; saved again, they are
+    version 3 files of the same network."""
+    from numpy_dl import models
+    directory = shared_directory(tmp_path, comm)
+    loaded = checkpoint.load(os.path.join(DATA, f"format2-{name}.npz"), comm)
+    model = checkpoint.build_model(loaded)
+    optimizer = optim.Adam(model.parameters())
+    checkpoint.restore(loaded, model, optimizer, comm=comm)
+    resaved = checkpoint.load(checkpoint.save(directory, model, optimizer, step=2, comm=comm),
+                              comm)
+    with np.load(os.path.join(DATA, "format2-expected.npz")) as npz:
+        expected = {key[len(name) + 1:]: npz[key] for key in npz.files
+                    if key.startswith(name + "/")}
+    guide_config = {k: v for k, v in loaded.model_config.items() if k != "decoder_fc_activation"}
+
+    assert loaded.metadata["format_version"] == 2
+    assert loaded.model_config["decoder_fc_activation"] == "relu"
+    assert layer_types(model.decoder)[:3] == ["Linear", "ReLU", "Unflatten"]
+    assert list(model.state_dict()) == list(loaded.model_state)  # decoder.3.weight, ...
+    assert "decoder.3.weight" in loaded.model_state
+    assert digest(model.state_dict()) == digest(loaded.model_state)
+    outputs = evaluated(model, expected["x"], expected["z"])
+    keys = ["recon", "mu", "logvar", "decoded"] if model.variational else ["recon", "decoded"]
+    for key, value in zip(keys, outputs, strict=True):
+        np.testing.assert_allclose(value, expected[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    assert optimizer.state_dict()["state"][0]["step"] == 1
+    with pytest.raises(CheckpointError, match=r"decoder_fc_activation='relu', FC -> relu -> "
+                                              r"reshape \(the decoder of checkpoints before "
+                                              r"format 3\), but the model given has the "
+                                              r"guide's decoder, FC -> reshape; rebuild it with "
+                                              r"build_model\(checkpoint\), or construct it with "
+                                              r"decoder_fc_activation='relu'"):
+        checkpoint.restore(loaded, models.build(loaded.model_name, **guide_config), comm=comm)
+
+    assert resaved.metadata["format_version"] == 3
+    assert resaved.model_config == loaded.model_config  # decoder_fc_activation "relu"
+    again = checkpoint.build_model(resaved)
+    assert digest(again.state_dict()) == digest(loaded.model_state)
+    for key, value in zip(keys, evaluated(again, expected["x"], expected["z"]), strict=True):
+        np.testing.assert_array_equal(value, outputs[keys.index(key)], err_msg=key)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("name", ["ConvAutoencoder", "ConvVariationalAutoencoder"])
+def test_older_conv_checkpoints_rebuild_their_own_decoder(tmp_path, name, version):
+    """The same weights written as version 1 or 2 (the old decoder's names, its config
+    without decoder_fc_activation) are the network with a ReLU after the decoder's FC."""
+    directory = shared_directory(tmp_path, comm)
+    model = conv_model(name)
+    distributed.broadcast_parameters(model, comm)
+    path = checkpoint.save(directory, model, comm=comm)
+    if comm.is_main:
+        rewrite_as_version(path, version)
+    loaded = checkpoint.load(path, comm)
+    rebuilt = checkpoint.build_model(loaded)
+    old = conv_model(name, decoder_fc_activation="relu")
+    for mine, theirs in zip(model.parameters(), old.parameters(), strict=True):
+        theirs.data[...] = mine.data
+
+    assert loaded.metadata["format_version"] == version
+    assert loaded.model_config == {**model.config, "decoder_fc_activation": "relu"}
+    assert layer_types(rebuilt.decoder) == ["Linear", "ReLU", "Unflatten"] + GUIDE_UP
+    assert digest(rebuilt.state_dict()) == digest(old_decoder_names(model.state_dict()))
+    x, z = images_and_latents(model)
+    for mine, theirs in zip(evaluated(rebuilt, x, z), evaluated(old, x, z), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert not np.allclose(evaluated(model, x, z)[-1], evaluated(old, x, z)[-1])
+
+
+def test_an_older_checkpoint_of_another_model_loads_as_it_was(tmp_path):
+    from numpy_dl import models
+    directory = shared_directory(tmp_path, comm)
+    ndl.manual_seed(5)
+    model = models.VariationalAutoencoder(input_size=12, hidden_sizes=[8], latent_dim=3)
+    distributed.broadcast_parameters(model, comm)
+    path = checkpoint.save(directory, model, comm=comm)
+    if comm.is_main:
+        rewrite_as_version(path, 2)
+    loaded = checkpoint.load(path, comm)
+    assert loaded.metadata["format_version"] == 2 and loaded.model_config == model.config
+    assert digest(checkpoint.build_model(loaded).state_dict()) == digest(model.state_dict())

@@ -17,6 +17,7 @@ from numpy_dl.loss import CrossEntropyLoss, KLDivergenceLoss, MSELoss, VAELoss
 from numpy_dl.models import (Autoencoder, Classifier as ClassifierHead, ConditionalVAE,
                              ConvAutoencoder, ConvVariationalAutoencoder,
                              VariationalAutoencoder)
+from numpy_dl import nn
 from numpy_dl.nn import Linear, Module
 from numpy_dl.optim import Adam
 
@@ -226,6 +227,147 @@ def test_outputs_lie_in_unit_interval_so_bce_works():
         assert np.isfinite(loss.item()) and loss.item() > 0
         loss.backward()
         assert all(p.grad is not None and np.isfinite(p.grad).all() for p in model.parameters())
+
+
+# ------------------------------------------------------------------ architecture diagrams
+
+class GuideConvNetwork(Module):
+    """The guide's convolutional autoencoder, built layer by layer from its text:
+
+        Input -> [Conv -> ReLU]* -> Flatten -> FC -> Latent
+        Latent -> FC -> Reshape -> [ConvTranspose -> ReLU]* -> Output
+
+    with the API reference's "base number of channels (doubled in each layer)", and the
+    best practices' "stride=2 for downsampling in encoder", "ConvTranspose2d with stride=2
+    for upsampling in decoder", "match spatial dimensions between encoder and decoder" and
+    "Final layer: Sigmoid for binary/normalized data" (the Output: a last ConvTranspose
+    back to the input's channels, then a Sigmoid). The Convolutional VAE "combines [this]
+    convolutional architecture with variational inference": the encoder's flattened
+    features give (mu, log sigma^2) through two FC layers, z = mu + sigma * eps, and z goes
+    through the same decoder. supplied: the guide names no kernel size; numpy_dl's is 3
+    with padding 1, and `num_layers` (3 by default) counts the [Conv -> ReLU] blocks."""
+
+    def __init__(self, in_channels, base_channels, latent_dim, image_size, num_layers=3,
+                 variational=False):
+        super().__init__()
+        self.variational = variational
+        channels = [in_channels] + [base_channels * 2 ** i for i in range(num_layers)]
+        sizes = [image_size]  # kernel 3, stride 2, padding 1: (s + 2 - 3) // 2 + 1
+        for _ in range(num_layers):
+            sizes.append((sizes[-1] + 2 * 1 - 3) // 2 + 1)
+        # Input -> [Conv -> ReLU]* -> Flatten
+        down = []
+        for fan_in, fan_out in zip(channels[:-1], channels[1:]):
+            down += [nn.Conv2d(fan_in, fan_out, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+        self.down = nn.Sequential(*down, nn.Flatten())
+        features = channels[-1] * sizes[-1] * sizes[-1]
+        # -> FC -> Latent (a VAE: FC -> mu and FC -> log sigma^2)
+        if variational:
+            self.fc_mu = nn.Linear(features, latent_dim)
+            self.fc_logvar = nn.Linear(features, latent_dim)
+        else:
+            self.fc = nn.Linear(features, latent_dim)
+        # Latent -> FC -> Reshape
+        self.decoder_fc = nn.Linear(latent_dim, features)
+        self.reshape = nn.Unflatten(1, (channels[-1], sizes[-1], sizes[-1]))
+        # -> [ConvTranspose -> ReLU]* -> Output (ConvTranspose -> Sigmoid), through the
+        # encoder's sizes in reverse: (s - 1) * 2 - 2 * 1 + 3 + output_padding = target
+        up = []
+        for k in range(num_layers, 0, -1):
+            padding = sizes[k - 1] - ((sizes[k] - 1) * 2 - 2 * 1 + 3)
+            up += [nn.ConvTranspose2d(channels[k], channels[k - 1], kernel_size=3, stride=2,
+                                      padding=1, output_padding=padding),
+                   nn.ReLU() if k > 1 else nn.Sigmoid()]
+        self.up = nn.Sequential(*up)
+
+    def encode(self, x):
+        features = self.down(x)
+        if self.variational:
+            return self.fc_mu(features), self.fc_logvar(features)
+        return self.fc(features)
+
+    def decode(self, z):
+        return self.up(self.reshape(self.decoder_fc(z)))
+
+
+def copy_weights(model, guide):
+    """The model's parameters into the guide's network, in order, each of the same shape."""
+    pairs = list(zip(model.named_parameters(), guide.named_parameters(), strict=True))
+    for (name, mine), (guide_name, theirs) in pairs:
+        assert mine.shape == theirs.shape, (name, guide_name)
+        theirs.data[...] = mine.data
+    return pairs
+
+
+def assert_same_gradients(pairs):
+    for (name, mine), (guide_name, theirs) in pairs:
+        assert mine.grad is not None and theirs.grad is not None, name
+        scale = np.abs(theirs.grad).max()
+        np.testing.assert_allclose(mine.grad, theirs.grad, rtol=1e-5, atol=1e-6 * scale,
+                                   err_msg=f"{name} (the guide's {guide_name})")
+
+
+CONV_CONFIGS = [  # the guide's own, and others: 3 channels, odd sizes, other depths
+    dict(in_channels=1, base_channels=32, latent_dim=128, image_size=28),
+    dict(in_channels=3, base_channels=4, latent_dim=5, image_size=13, num_layers=2),
+    dict(in_channels=2, base_channels=3, latent_dim=4, image_size=9, num_layers=4),
+]
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS)
+def test_conv_autoencoder_is_the_guides_network(config):
+    model = ConvAutoencoder(**config)
+    guide = GuideConvNetwork(**config)
+    pairs = copy_weights(model, guide)
+    up = [type(layer) for layer in guide.up]
+    assert [type(layer) for layer in model.decoder] == [nn.Linear, nn.Unflatten] + up
+    rng = np.random.default_rng(5)
+    size = config["image_size"]
+    x = ndl.tensor(rng.uniform(0, 1, (4, config["in_channels"], size, size)))
+    z = ndl.tensor(rng.normal(0, 2, (4, config["latent_dim"])))
+
+    np.testing.assert_allclose(model.encode(x).data, guide.encode(x).data, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.decode(z).data, guide.decode(z).data, rtol=1e-5, atol=1e-6)
+    recon, guide_recon = model(x), guide.decode(guide.encode(x))
+    np.testing.assert_allclose(recon.data, guide_recon.data, rtol=1e-5, atol=1e-6)
+    loss, guide_loss = MSELoss()(recon, x), MSELoss()(guide_recon, x)
+    assert loss.item() == pytest.approx(guide_loss.item(), rel=1e-5)
+    loss.backward()
+    guide_loss.backward()
+    assert_same_gradients(pairs)
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS)
+def test_conv_vae_is_the_guides_network(config):
+    model = ConvVariationalAutoencoder(**config)
+    guide = GuideConvNetwork(**config, variational=True)
+    pairs = copy_weights(model, guide)
+    up = [type(layer) for layer in guide.up]
+    assert [type(layer) for layer in model.decoder] == [nn.Linear, nn.Unflatten] + up
+    rng = np.random.default_rng(6)
+    size, n = config["image_size"], 4
+    x = ndl.tensor(rng.uniform(0, 1, (n, config["in_channels"], size, size)))
+    eps = rng.standard_normal((n, config["latent_dim"])).astype(np.float32)
+
+    model.train()
+    mu, logvar = model.encode(x)
+    recon = model.decode(model.reparameterize(mu, logvar, eps=eps))
+    guide_mu, guide_logvar = guide.encode(x)
+    guide_z = guide_mu + ndl.exp(guide_logvar * 0.5) * ndl.tensor(eps)  # z = mu + sigma * eps
+    guide_recon = guide.decode(guide_z)
+    for mine, theirs in [(mu, guide_mu), (logvar, guide_logvar), (recon, guide_recon)]:
+        np.testing.assert_allclose(mine.data, theirs.data, rtol=1e-5, atol=1e-6)
+    criterion = VAELoss(reconstruction_loss='bce')
+    loss, guide_loss = criterion(recon, x, mu, logvar), criterion(guide_recon, x, guide_mu,
+                                                                  guide_logvar)
+    assert loss.item() == pytest.approx(guide_loss.item(), rel=1e-5)
+    loss.backward()
+    guide_loss.backward()
+    assert_same_gradients(pairs)
+
+    model.eval()  # z = mu: forward is the guide's decoder on the guide's mu
+    np.testing.assert_allclose(model(x)[0].data, guide.decode(guide.encode(x)[0]).data,
+                               rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------ usage examples

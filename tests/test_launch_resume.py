@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from checkpoint_formats import rewrite_as_version
 from distributed_helpers import UNDER_MPI
 from launch_helpers import QUICK, one_line_error, snapshot
 from numpy_dl import checkpoint
@@ -198,3 +199,50 @@ def test_a_branch_writes_its_starting_point_into_its_own_directory(launch, strai
     assert code == 0, err
     start = checkpoint.load(branch / "checkpoints" / "checkpoint-000000006.npz")
     assert (start.step, start.epoch, start.data_position["sample"]) == (6, 1, 32)
+
+
+def test_a_conv_run_of_checkpoint_format_2_resumes_with_its_own_decoder(launch, tmp_path):
+    """A conv-vae run of numpy_dl before checkpoint format 3, whose decoder has a ReLU after
+    its FC layer, goes on training that network: its checkpoints load with
+    decoder_fc_activation "relu", the run continues exactly (stopped and resumed once more,
+    it ends with the same bits), its new checkpoints are version 3 files of the same
+    network, and the commands rebuild it. A new run has the guide's decoder."""
+    conv = ["--model", "conv-vae", "--base-channels", "2", "--latent-dim", "3",
+            "--val-fraction", "0.9", "--batch-size", "32", "--noise-std", "0.1"]
+    old = tmp_path / "old"
+    code, _, err = launch("train", *conv, "--epochs", "1", "--out", old)
+    assert code == 0, err
+    new = checkpoint.load(checkpoint.latest(old / "checkpoints"))
+    assert new.metadata["format_version"] == 3 and "decoder.2.weight" in new.model_state
+    assert "decoder_fc_activation" not in new.model_config
+    for name in os.listdir(old / "checkpoints"):  # the run as numpy_dl 2 would have left it
+        if name.endswith(".npz"):
+            rewrite_as_version(old / "checkpoints" / name, 2)
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    shutil.copytree(old, straight)
+    shutil.copytree(old, stopped)
+
+    code, out, err = launch("train", "--out", straight, "--resume", "auto", "--epochs", "3")
+    assert code == 0, err
+    assert "resuming from" in out
+    for epochs in (2, 3):
+        code, _, err = launch("train", "--out", stopped, "--resume", "auto", "--epochs", epochs)
+        assert code == 0, err
+    start = checkpoint.load(checkpoint.latest(old / "checkpoints"))
+    final = checkpoint.load(checkpoint.latest(straight / "checkpoints"))
+    assert start.metadata["format_version"] == 2 and "decoder.3.weight" in start.model_state
+    assert final.metadata["format_version"] == 3 and final.epoch == 3
+    assert final.model_config == start.model_config
+    assert final.model_config["decoder_fc_activation"] == "relu"
+    assert list(final.model_state) == list(start.model_state)
+    assert not np.array_equal(final.model_state["decoder.3.weight"],
+                              start.model_state["decoder.3.weight"])  # it trained
+    expected, got = arrays(final.path), arrays(checkpoint.latest(stopped / "checkpoints"))
+    assert expected.keys() == got.keys()
+    assert all(np.array_equal(expected[k], got[k]) for k in expected)
+    assert timeless(straight) == timeless(stopped)
+
+    code, _, err = launch("sample", "--checkpoint", straight, "--num", "4",
+                          "--out", tmp_path / "samples")
+    assert code == 0, err
+    assert np.load(tmp_path / "samples" / "samples.npy").shape == (4, 1, 8, 8)

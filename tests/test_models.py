@@ -117,11 +117,13 @@ GUIDE_MODELS = {
          ("encoder.2.weight", (64, 32, 3, 3)), ("encoder.2.bias", (64,)),
          ("encoder.4.weight", (128, 64, 3, 3)), ("encoder.4.bias", (128,)),
          ("encoder.7.weight", (128, 2048)), ("encoder.7.bias", (128,)),
+         # The guide's decoder: FC (decoder.0), reshape (decoder.1), then transposed
+         # convolutions. ConvTranspose2d weights are (in_channels, out_channels, kH, kW),
+         # as in PyTorch.
          ("decoder.0.weight", (2048, 128)), ("decoder.0.bias", (2048,)),
-         # ConvTranspose2d weights are (in_channels, out_channels, kH, kW), as in PyTorch
-         ("decoder.3.weight", (128, 64, 3, 3)), ("decoder.3.bias", (64,)),
-         ("decoder.5.weight", (64, 32, 3, 3)), ("decoder.5.bias", (32,)),
-         ("decoder.7.weight", (32, 1, 3, 3)), ("decoder.7.bias", (1,))]),
+         ("decoder.2.weight", (128, 64, 3, 3)), ("decoder.2.bias", (64,)),
+         ("decoder.4.weight", (64, 32, 3, 3)), ("decoder.4.bias", (32,)),
+         ("decoder.6.weight", (32, 1, 3, 3)), ("decoder.6.bias", (1,))]),
     "ConvVariationalAutoencoder": (
         lambda: ConvVariationalAutoencoder(in_channels=1, base_channels=32, latent_dim=128,
                                            image_size=28),
@@ -132,10 +134,38 @@ GUIDE_MODELS = {
          ("fc_mu.weight", (128, 2048)), ("fc_mu.bias", (128,)),
          ("fc_logvar.weight", (128, 2048)), ("fc_logvar.bias", (128,)),
          ("decoder.0.weight", (2048, 128)), ("decoder.0.bias", (2048,)),
-         ("decoder.3.weight", (128, 64, 3, 3)), ("decoder.3.bias", (64,)),
-         ("decoder.5.weight", (64, 32, 3, 3)), ("decoder.5.bias", (32,)),
-         ("decoder.7.weight", (32, 1, 3, 3)), ("decoder.7.bias", (1,))]),
+         ("decoder.2.weight", (128, 64, 3, 3)), ("decoder.2.bias", (64,)),
+         ("decoder.4.weight", (64, 32, 3, 3)), ("decoder.4.bias", (32,)),
+         ("decoder.6.weight", (32, 1, 3, 3)), ("decoder.6.bias", (1,))]),
 }
+
+
+@pytest.mark.parametrize("cls", CONV_MODELS)
+def test_conv_decoder_is_the_guides_and_the_old_one_is_kept_for_old_checkpoints(cls):
+    """Latent -> FC -> Reshape -> [ConvTranspose -> ReLU]* -> Output, as the guide draws it;
+    decoder_fc_activation="relu" rebuilds the decoder of checkpoints before format 3, with
+    a ReLU after the FC and parameter names of its own (tests/test_guide.py compares the
+    guide's network layer by layer, tests/test_checkpoint.py the old checkpoints)."""
+    up = [nn.ConvTranspose2d, nn.ReLU, nn.ConvTranspose2d, nn.ReLU, nn.ConvTranspose2d,
+          nn.Sigmoid]
+    guide = cls(1, 4, 3, 8)
+    assert [type(layer) for layer in guide.decoder] == [nn.Linear, nn.Unflatten] + up
+    assert "decoder_fc_activation" not in guide.config
+    old = cls(1, 4, 3, 8, decoder_fc_activation="relu")
+    assert [type(layer) for layer in old.decoder] == [nn.Linear, nn.ReLU, nn.Unflatten] + up
+    assert old.config == {**guide.config, "decoder_fc_activation": "relu"}
+    names = [name for name, _ in guide.named_parameters() if name.startswith("decoder.")]
+    old_names = [name for name, _ in old.named_parameters() if name.startswith("decoder.")]
+    assert names == [f"decoder.{i}.{kind}" for i in (0, 2, 4, 6) for kind in ("weight", "bias")]
+    assert old_names == [f"decoder.{i}.{kind}" for i in (0, 3, 5, 7) for kind in ("weight", "bias")]
+    assert [p.shape for p in guide.parameters()] == [p.shape for p in old.parameters()]
+    # The two differ where the FC layer's output is negative, which the old one zeroes.
+    for a, b in zip(old.parameters(), guide.parameters()):
+        b.data[...] = a.data
+    z = ndl.tensor(np.random.default_rng(0).normal(0, 3, (6, 3)))
+    assert not np.allclose(guide.decode(z).data, old.decode(z).data)
+    with pytest.raises(RuntimeError, match="decoder"):
+        guide.load_state_dict(old.state_dict())
 
 
 @pytest.mark.parametrize("name", GUIDE_MODELS)
@@ -185,6 +215,8 @@ SMALL_MODELS = [
     lambda: VariationalAutoencoder(20, [16], 4, activation="leaky_relu"),
     lambda: ConvAutoencoder(3, 4, 5, 13, num_layers=2),
     lambda: ConvVariationalAutoencoder(1, 4, 5, 8),
+    lambda: ConvAutoencoder(1, 4, 5, 8, decoder_fc_activation="relu"),  # format 2's decoder
+    lambda: ConvVariationalAutoencoder(2, 3, 4, 9, num_layers=2, decoder_fc_activation="relu"),
     lambda: ConditionalVAE(20, 3, [16], 4, activation="sigmoid"),
 ]
 
@@ -313,6 +345,10 @@ BAD_ARGUMENTS = [
      ["ConvVariationalAutoencoder", "base_channels=0"]),
     (lambda: ConvVariationalAutoencoder(latent_dim=True),
      ["ConvVariationalAutoencoder", "latent_dim=True"]),
+    (lambda: ConvAutoencoder(decoder_fc_activation="gelu"),
+     ["ConvAutoencoder", "decoder_fc_activation", "'gelu'", "relu"]),
+    (lambda: ConvVariationalAutoencoder(decoder_fc_activation=["relu"]),
+     ["ConvVariationalAutoencoder", "decoder_fc_activation", "['relu']"]),
     (lambda: ConditionalVAE(4, 0), ["ConditionalVAE", "num_classes=0"]),
     (lambda: build("Transformer"), ["unknown model", "'Transformer'", "Autoencoder"]),
 ]
@@ -515,6 +551,10 @@ def test_every_model_has_one_interface(make, variational, conditional):
     ("ConvAutoencoder", dict(in_channels=1, base_channels=32, latent_dim=128, image_size=28)),
     ("ConvVariationalAutoencoder", dict(in_channels=3, base_channels=4, latent_dim=5,
                                         image_size=13, num_layers=2)),
+    ("ConvAutoencoder", dict(in_channels=1, base_channels=32, latent_dim=128, image_size=28,
+                             decoder_fc_activation="relu")),
+    ("ConvVariationalAutoencoder", dict(in_channels=1, base_channels=32, latent_dim=128,
+                                        image_size=28, decoder_fc_activation="relu")),
 ])
 def test_the_parameter_bound_holds_and_is_close(name, config):
     from numpy_dl.models import MODELS, build

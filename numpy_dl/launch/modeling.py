@@ -47,6 +47,22 @@ def model_arguments(config, image_shape, num_classes):
     return CLASS_NAMES[name], arguments
 
 
+# Constructor arguments that no option sets, so that a resumed run takes them from its
+# checkpoint: the conv models of checkpoints before format version 3 have a ReLU after the
+# decoder's FC layer, which numpy_dl.checkpoint records as decoder_fc_activation="relu".
+FROM_CHECKPOINT = ("decoder_fc_activation",)
+
+
+def resumed_arguments(class_name, arguments, saved):
+    """`arguments` of the model `class_name` with the checkpoint `saved`'s own values of
+    FROM_CHECKPOINT added, when it holds that model: a resumed run goes on training the
+    network it saved, the guide's conv decoder or the one of an older numpy_dl."""
+    stored = saved.model_config if saved.model_name == class_name else None
+    if not isinstance(stored, dict):
+        return arguments
+    return {**arguments, **{key: stored[key] for key in FROM_CHECKPOINT if key in stored}}
+
+
 class Autoencoding:
     """A model and the shape of its images, so that images go in and come out as
     (N, C, H, W) whatever the model's own `input_shape` (the MLPs take flat rows), and

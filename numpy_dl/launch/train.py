@@ -45,7 +45,7 @@ from . import config as options
 from . import images, inputs, rundir, signals
 from .errors import NonFiniteError, RunError, Stopped, UsageError, together
 from .evaluate import Totals, agreed_table, validate
-from .modeling import Autoencoding, describe, model_arguments
+from .modeling import Autoencoding, describe, model_arguments, resumed_arguments
 from .progress import Progress
 from .signals import StopRequests
 
@@ -168,6 +168,8 @@ class Training:
                              f"{len(self.train_indices)} training samples of {data.spec}; "
                              f"lower --batch-size")
         class_name, arguments = model_arguments(config, data.image_shape, data.num_classes)
+        if saved is not None:
+            arguments = resumed_arguments(class_name, arguments, saved)
         ndl.manual_seed(config.seed)
         try:
             model = models.build(class_name, copies=TRAINING_COPIES, **arguments)

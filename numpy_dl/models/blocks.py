@@ -62,14 +62,22 @@ def conv_encoder(in_channels, channels):
     return nn.Sequential(*layers, nn.Flatten())
 
 
-def conv_decoder(latent_dim, in_channels, channels, image_size):
-    """FC, reshape, then transposed convolutions back to `image_size` and a Sigmoid.
+def conv_decoder(latent_dim, in_channels, channels, image_size, fc_activation=None):
+    """The guide's decoder: Latent -> FC -> Reshape -> [ConvTranspose -> ReLU]* -> Output,
+    the Output being a last transposed convolution back to `in_channels` and a Sigmoid.
 
     A stride-2 transposed convolution maps size s to 2s - 1 + output_padding; choosing
-    output_padding = target - (2s - 1) (0 or 1) lands on each encoder size exactly."""
+    output_padding = target - (2s - 1) (0 or 1) lands on each encoder size exactly.
+
+    `fc_activation` (an ACTIVATIONS name) puts that activation between the FC layer and
+    the reshape, which the guide's network does not have: it rebuilds the decoder of
+    checkpoints before format version 3, which had a ReLU there (and so their parameter
+    names: the transposed convolutions at decoder.3, .5, ... instead of .2, .4, ...)."""
     sizes = conv_sizes(image_size, len(channels))
-    layers = [nn.Linear(latent_dim, channels[-1] * sizes[-1] ** 2), nn.ReLU(),
-              nn.Unflatten(1, (channels[-1], sizes[-1], sizes[-1]))]
+    layers = [nn.Linear(latent_dim, channels[-1] * sizes[-1] ** 2)]
+    if fc_activation is not None:
+        layers.append(activation(fc_activation))
+    layers.append(nn.Unflatten(1, (channels[-1], sizes[-1], sizes[-1])))
     outputs = list(reversed(channels[:-1])) + [in_channels]
     for i, (fan_in, fan_out) in enumerate(zip(reversed(channels), outputs)):
         source, target = sizes[-1 - i], sizes[-2 - i]
