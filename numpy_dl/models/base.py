@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import nn, random
 from ..autograd import Tensor, no_grad, ops
-from ..autograd.tensor import input_tensor
+from ..autograd.tensor import check_device, input_tensor
 from ..functional import one_hot
 
 
@@ -97,8 +97,3 @@ class VariationalMixin:
         z = self.prior(num_samples)
         with no_grad():
             return self.decode(Tensor(z), labels)
-
-
-def check_device(device):
-    if str(device) != "cpu":
-        raise ValueError(f"numpy_dl runs on the CPU only: device must be 'cpu', got {device!r}")
