@@ -230,3 +230,19 @@ def test_rmsprop_defaults_and_state_are_pytorchs():
                                                      "square_avg", "step"]
     with pytest.raises(ValueError, match="need lr, alpha, eps, weight_decay and momentum >= 0"):
         optim.RMSprop([param], lr=-1)
+
+
+def test_module_to_device_and_dtype():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.LayerNorm(4))
+    assert model.to("cpu") is model and model.cpu() is model
+    with pytest.raises(ValueError, match="CPU only"):
+        model.to("cuda")
+    model.double()
+    assert all(p.dtype == np.float64 for p in model.parameters())
+    assert model[1].running_mean.dtype == np.float64
+    assert model[1].num_batches_tracked.dtype == np.int64
+    out = model(ndl.ones(5, 3, dtype=np.float64))
+    assert out.dtype == np.float64
+    out.sum().backward()
+    assert model[0].weight.grad.dtype == np.float64
+    assert model.float()[0].weight.dtype == np.float32

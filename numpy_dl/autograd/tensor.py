@@ -140,14 +140,7 @@ class Tensor:
     def to(self, *args, dtype=None, device=None):
         """`t.to("cpu")`, `t.to(np.float64)`, `t.to("cpu", np.float64)`, `t.to(other)` as
         in PyTorch: the same tensor when nothing changes, else a differentiable cast."""
-        for arg in args:
-            if isinstance(arg, Tensor):
-                dtype = arg.dtype
-            elif _is_dtype(arg):
-                dtype = arg
-            else:
-                device = arg
-        check_device(device)
+        dtype = to_arguments(args, dtype, device)
         if dtype is None or np.dtype(dtype) == self.dtype:
             return self
         return ops.cast(self, dtype)
@@ -288,6 +281,20 @@ class Tensor:
             self.grad = None
         else:
             self.grad[...] = 0
+
+
+def to_arguments(args, dtype=None, device=None):
+    """The dtype that `.to(*args, dtype=, device=)` asks for (None: keep it), after checking
+    the device; an argument that is a Tensor stands for its dtype."""
+    for arg in args:
+        if isinstance(arg, Tensor):
+            dtype = arg.dtype
+        elif _is_dtype(arg):
+            dtype = arg
+        else:
+            device = arg
+    check_device(device)
+    return dtype
 
 
 def _is_dtype(value):

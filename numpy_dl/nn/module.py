@@ -10,6 +10,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..autograd import Tensor
+from ..autograd.tensor import to_arguments
 from .parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -136,6 +137,31 @@ class Module:
     def zero_grad(self, set_to_none=True):
         for param in self.parameters():
             param.zero_grad(set_to_none)
+
+    # ------------------------------------------------------------------ device and dtype
+    def to(self, *args, dtype=None, device=None):
+        """`model.to("cpu")` returns the model (the CPU is the one device); `model.to(dtype)`
+        casts every floating-point parameter and buffer in place, as PyTorch. As there,
+        cast before building the optimizer, which binds the parameters to its buffers."""
+        dtype = to_arguments(args, dtype, device)
+        if dtype is not None:
+            for param in self.parameters():
+                param.data, param.grad, param.grad_slot = param.data.astype(dtype), None, None
+            for module in self.modules():
+                for name in module._buffers:
+                    buffer = getattr(module, name)
+                    if buffer.dtype.kind == "f":
+                        object.__setattr__(module, name, buffer.astype(dtype))
+        return self
+
+    def cpu(self):
+        return self
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
 
     # ------------------------------------------------------------------ state
     def _named_state(self, prefix=""):
