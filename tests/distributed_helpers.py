@@ -1,5 +1,6 @@
 """Shared by the distributed tests: a small model and its data, cross-rank comparisons,
-and running scripts under mpirun.
+gradients known on every rank with what each `op` must make of them, and running scripts
+under mpirun.
 
 The collective tests hold at any world size: under `mpirun -n N python -m pytest
 --with-mpi` every rank runs them, and plain pytest runs them on a world of one. A test
@@ -73,6 +74,67 @@ def on_every_rank(comm, value):
 def shared_directory(tmp_path, comm):
     """Rank 0's tmp_path on every rank (checkpoints are written by rank 0)."""
     return comm.bcast_object(str(tmp_path))
+
+
+# ---------------------------------------------------------------------------- known gradients
+PROBE_SHAPES = {"a": (3,), "b": (2, 4), "c": (5,)}
+needs_power_of_two_world = pytest.mark.skipif(
+    WORLD.size & (WORLD.size - 1) != 0, reason="Adasum needs a power-of-two number of ranks")
+
+
+class Probe(nn.Module):
+    """Parameters of the shapes PROBE_SHAPES, all zeros, whose gradients a test chooses."""
+
+    def __init__(self):
+        super().__init__()
+        for name, shape in PROBE_SHAPES.items():
+            setattr(self, name, nn.Parameter(np.zeros(shape, dtype=np.float32)))
+
+
+def known_gradient(rank, number):
+    """The gradient of backward pass `number` on rank `rank`, from a seed, so every rank
+    knows every rank's: a float32 array per parameter, except None (no gradient) for
+    "c" on odd ranks."""
+    rng = np.random.default_rng([11, rank, number])
+    return {name: None if name == "c" and rank % 2 else
+            rng.normal(size=shape).astype(np.float32) for name, shape in PROBE_SHAPES.items()}
+
+
+def backward_known(probe, gradient):
+    """A backward pass that adds `gradient` (known_gradient's) to the probe's `.grad`."""
+    for name, value in gradient.items():
+        if value is not None:
+            (getattr(probe, name) * ndl.tensor(value)).sum().backward()
+
+
+def adasum_reference(vectors):
+    """Adasum of a power-of-two number of float64 arrays: neighbours first, then pairs of
+    those, up the binary tree."""
+    while len(vectors) > 1:
+        pairs = []
+        for a, b in zip(vectors[::2], vectors[1::2]):
+            dot, aa, bb = np.vdot(a, b), np.vdot(a, a), np.vdot(b, b)
+            pairs.append(b if aa == 0 else a if bb == 0 else
+                         (1 - dot / (2 * aa)) * a + (1 - dot / (2 * bb)) * b)
+        vectors = pairs
+    return vectors[0]
+
+
+def combined_reference(op, gradients, passes):
+    """What DistributedOptimizer(op=op, backward_passes_per_step=passes) must make of
+    `gradients[r]`, the list of rank r's known gradients in an update, in float64."""
+    count = sum(len(each) for each in gradients)
+    combined = {}
+    for name, shape in PROBE_SHAPES.items():
+        per_rank = [sum((g[name].astype(np.float64) for g in each if g[name] is not None),
+                        np.zeros(shape)) for each in gradients]
+        if op == distributed.Average:
+            combined[name] = sum(per_rank) / count
+        elif op == distributed.Sum:
+            combined[name] = sum(per_rank) / passes
+        else:
+            combined[name] = adasum_reference(per_rank) / passes
+    return combined
 
 
 # ---------------------------------------------------------------------------- subprocesses

@@ -1,4 +1,5 @@
-"""The communicator, metric reduction and raise_together, at any world size."""
+"""The communicator, allgather_object, metric reduction and raise_together, at any world
+size."""
 import math
 import sys
 
@@ -50,6 +51,20 @@ def test_objects_travel_with_cloudpickle():
         assert gathered == [{"rank": r} for r in range(comm.size)]
     else:
         assert gathered is None
+
+
+def test_allgather_object_gives_every_rank_every_object():
+    offset = 3 * comm.rank
+    mine = {"rank": comm.rank, "add": lambda x: x + offset, "items": [0] * comm.rank}
+    gathered = comm.allgather_object(mine)
+    through_module = distributed.allgather_object(comm.rank * 10)  # comm=None: the world
+    by_gather_and_bcast = on_every_rank(comm, comm.rank * 10)
+    alone = distributed.SingleProcessCommunicator().allgather_object(mine)
+    assert [each["rank"] for each in gathered] == list(range(comm.size))
+    assert [each["add"](1) for each in gathered] == [1 + 3 * r for r in range(comm.size)]
+    assert [len(each["items"]) for each in gathered] == list(range(comm.size))
+    assert through_module == by_gather_and_bcast == [r * 10 for r in range(comm.size)]
+    assert alone == [mine]
 
 
 def test_bad_arguments_get_one_clear_error_on_every_rank():

@@ -1,14 +1,20 @@
-"""Broadcasts, DistributedOptimizer and the replica check, at any world size."""
+"""Broadcasts, DistributedOptimizer (its ops, synchronize and skip_synchronize) and the
+replica check, at any world size."""
+import contextlib
+
 import numpy as np
 import pytest
 
 import numpy_dl as ndl
 from numpy_dl import distributed, nn, optim
 from numpy_dl.distributed import DistributedOptimizer, ReplicaMismatchError
+from numpy_dl.distributed.adasum import adasum_in_tree_order
 from numpy_dl.distributed.broadcast import _whole_buffers
 from numpy_dl.nn.utils import clip_grad_norm_
 
-from distributed_helpers import (WORLD, digest, global_batch, local_part, mse, on_every_rank,
+from distributed_helpers import (PROBE_SHAPES, WORLD, Probe, adasum_reference, backward_known,
+                                 combined_reference, digest, global_batch, known_gradient,
+                                 local_part, mse, needs_power_of_two_world, on_every_rank,
                                  small_model)
 
 comm = WORLD
@@ -230,12 +236,16 @@ def test_the_update_uses_the_average_which_grad_shows(inner):
     np.testing.assert_allclose(model.shared.grad, np.full(3, comm.rank + 1))
 
 
-class FourEqualRanks:
-    """A communicator of 4 ranks that all hold this rank's arrays: a sum is 4 times them."""
-    size, rank, step = 4, 0, 0
+class EqualRanks:
+    """A communicator of `size` ranks that all hold this rank's arrays: a sum is `size`
+    times them."""
+    rank = 0
+
+    def __init__(self, size):
+        self.size, self.step = size, 0
 
     def allreduce_(self, array, op="sum"):
-        array *= 4
+        array *= self.size
         return array
 
 
@@ -243,7 +253,7 @@ def stepped_on_four_ranks(dtype=np.float32, grad=1.0):
     layer = nn.Linear(2, 1)
     if dtype != np.float32:
         layer.weight, layer.bias = nn.Parameter(layer.weight.data.astype(dtype)), None
-    optimizer = DistributedOptimizer(optim.Adam(layer.parameters(), lr=0.1), comm=FourEqualRanks())
+    optimizer = DistributedOptimizer(optim.Adam(layer.parameters(), lr=0.1), comm=EqualRanks(4))
     for param in layer.parameters():
         param.grad = np.full(param.shape, grad, dtype)
     before = layer.weight.data.copy()
@@ -269,19 +279,149 @@ def test_float16_gradients_summed_over_ranks_do_not_overflow_adam():
     np.testing.assert_allclose(layer.weight.data, before - 0.1, atol=2e-3)
 
 
-def test_synchronize_lets_the_averaged_gradients_be_clipped():
+@pytest.mark.parametrize("horovod_spelling", [False, True])
+def test_synchronize_lets_the_averaged_gradients_be_clipped(horovod_spelling):
+    """opt.synchronize(); clip; opt.step(), or Horovod's step() inside skip_synchronize():
+    one message, and the update takes the clipped averages."""
     model = small_model(seed=0)
     recording = RecordingComm(comm)
     optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=0.1), comm=recording)
+    before = [param.data.copy() for param in model.parameters()]
     x, y = global_batch(0, LOCAL_BATCH * comm.size)
     mse(model, local_part(x, comm), local_part(y, comm)).backward()
     optimizer.synchronize()
     norm = clip_grad_norm_(model.parameters(), 1e-3)
-    optimizer.step()
+    clipped = [param.grad.copy() for param in model.parameters()]
+    with optimizer.skip_synchronize() if horovod_spelling else contextlib.nullcontext():
+        optimizer.step()
     digests = on_every_rank(comm, digest(model.state_dict()))
     assert len(recording.reduced) == 1  # one message; step() did not average again
     assert norm > 1e-3 and len(set(digests)) == 1
     assert recording.step == 1
+    for param, old, grad in zip(model.parameters(), before, clipped):
+        np.testing.assert_allclose(param.data, old - 0.1 * grad, rtol=1e-6, atol=1e-9)
+
+
+def test_skip_synchronize_refuses_an_update_on_unsynchronized_gradients():
+    model = TwoHeads()
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=1.0), comm=comm,
+                                     backward_passes_per_step=2)
+    with optimizer.skip_synchronize():
+        model.loss(use_last=False).backward()
+        optimizer.step()  # the first of two passes does not update: allowed
+        model.loss(use_last=False).backward()
+        with pytest.raises(RuntimeError, match="synchronize\\(\\) has not combined"):
+            optimizer.step()
+    assert np.all(model.shared.data == 0)
+    np.testing.assert_allclose(model.shared.grad, 2 * (comm.rank + 1))  # still this rank's own
+    optimizer.step()  # outside again: the refused step, averaging as usual
+    np.testing.assert_allclose(model.shared.data, np.full(3, -(comm.size + 1) / 2))
+
+
+# ---------------------------------------------------------------------------- op=
+def probe_after_passes(op, passes, gradient=known_gradient, compression=None):
+    """A Probe after `passes` backward passes of `gradient(rank, number)` on every rank
+    and synchronize(), its `.grad` now the combined gradients; and its optimizer, whose
+    step() is still to come."""
+    model = Probe()
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=1.0), comm=comm, op=op,
+                                     backward_passes_per_step=passes, compression=compression)
+    for number in range(passes):
+        backward_known(model, gradient(comm.rank, number))
+        if number < passes - 1:
+            optimizer.step()
+    optimizer.synchronize()
+    return model, optimizer
+
+
+@pytest.mark.parametrize("passes", [1, 3])
+@pytest.mark.parametrize("op, compression", [
+    (distributed.Average, None), (distributed.Sum, None), (distributed.Sum, "fp16"),
+    pytest.param(distributed.Adasum, None, marks=needs_power_of_two_world)])
+def test_each_op_combines_gradients_as_defined(op, compression, passes):
+    model, optimizer = probe_after_passes(op, passes, compression=compression)
+    grads = {name: getattr(model, name).grad.copy() for name in PROBE_SHAPES}
+    optimizer.step()
+    values = {name: getattr(model, name).data.copy() for name in PROBE_SHAPES}
+    everyone = on_every_rank(comm, digest(values))
+    expected = combined_reference(op, [[known_gradient(rank, number) for number in range(passes)]
+                                       for rank in range(comm.size)], passes)
+    tolerance = dict(rtol=1e-2, atol=5e-3) if compression else dict(rtol=1e-5, atol=1e-6)
+    assert len(set(everyone)) == 1
+    for name in PROBE_SHAPES:
+        np.testing.assert_allclose(grads[name], expected[name], err_msg=name, **tolerance)
+        np.testing.assert_array_equal(values[name], -grads[name])  # SGD, lr=1, from zeros
+
+
+def whole_number_gradient(rank, number):
+    """Whole numbers below 2^19, whose sums over up to 32 passes float32 holds exactly in
+    any order. With this seed, at 1, 2, 3, 4 and 8 ranks some of the sums times
+    float32(1 / (3 x ranks)) differ in the last bit from the sums divided by 3 x ranks."""
+    rng = np.random.default_rng([10, rank, number])
+    return {name: rng.integers(0, 2 ** 19, size=shape).astype(np.float32)
+            for name, shape in PROBE_SHAPES.items()}
+
+
+def test_average_multiplies_the_sum_by_the_float32_reciprocal_of_the_passes():
+    """The bits of Average: the sum times float32(1 / (ranks x passes)), as it always was,
+    not a division."""
+    passes = 3
+    model, _ = probe_after_passes(distributed.Average, passes, whole_number_gradient)
+    grads = {name: getattr(model, name).grad.copy() for name in PROBE_SHAPES}
+    reciprocal = np.float32(1.0 / (comm.size * passes))
+    for name in PROBE_SHAPES:
+        total = sum(whole_number_gradient(rank, number)[name]
+                    for rank in range(comm.size) for number in range(passes))
+        np.testing.assert_array_equal(grads[name], total * reciprocal, err_msg=name)
+
+
+class PairedWith:
+    """A world of two in which this rank is `rank` and the other one sends `other`."""
+    size, step = 2, 0
+
+    def __init__(self, rank, other):
+        self.rank, self.other = rank, other
+
+    def exchange_(self, send, receive, partner):
+        receive[...] = self.other
+        return receive
+
+
+def test_both_ranks_of_an_adasum_pair_get_the_same_bits():
+    """Parameters of 3, 0, 4 and 5 values (the 4 all zero on rank 1), then counters."""
+    bounds = np.cumsum([0, 3, 0, 4, 5])
+    slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    rng = np.random.default_rng(3)
+    low, high = (np.concatenate([rng.normal(size=12), [1, 0, 1, 1, 2]]).astype(np.float32)
+                 for _ in range(2))
+    high[slices[2]] = 0
+    on_rank_0 = adasum_in_tree_order(low.copy(), slices, PairedWith(0, high))
+    on_rank_1 = adasum_in_tree_order(high.copy(), slices, PairedWith(1, low))
+    np.testing.assert_array_equal(on_rank_0, on_rank_1)
+    np.testing.assert_array_equal(on_rank_0[12:], [2, 0, 2, 2, 4])  # counters are summed
+    np.testing.assert_array_equal(on_rank_0[slices[2]], low[slices[2]])  # adasum(a, 0) = a
+    for where in slices:
+        expected = adasum_reference([low[where].astype(np.float64),
+                                     high[where].astype(np.float64)])
+        np.testing.assert_allclose(on_rank_0[where], expected, rtol=1e-6)
+
+
+@needs_power_of_two_world
+def test_adasum_keeps_a_shared_gradient_and_adds_orthogonal_ones():
+    def gradient(rank, number):
+        orthogonal = np.zeros(PROBE_SHAPES["b"], dtype=np.float32)
+        orthogonal.flat[rank] = rank + 1
+        return {"a": np.array([1.0, -2.0, 0.5], dtype=np.float32),  # the same on every rank
+                "b": orthogonal,                                      # rank r's own axis
+                "c": np.full(5, 3.0, dtype=np.float32) if rank == 0 else None}  # zero elsewhere
+    model, _ = probe_after_passes(distributed.Adasum, 1, gradient)
+    grads = {name: getattr(model, name).grad.copy() for name in PROBE_SHAPES}
+    everyone = on_every_rank(comm, digest(grads))
+    assert len(set(everyone)) == 1
+    np.testing.assert_array_equal(grads["a"], [1.0, -2.0, 0.5])
+    np.testing.assert_array_equal(grads["b"].flat[:comm.size], np.arange(1, comm.size + 1))
+    np.testing.assert_array_equal(grads["b"].flat[comm.size:], 0)
+    np.testing.assert_array_equal(grads["c"], np.full(5, 3.0))
 
 
 def test_wraps_the_optimizer_transparently():
@@ -307,3 +447,14 @@ def test_rejects_bad_arguments():
         DistributedOptimizer(inner, backward_passes_per_step=0)
     with pytest.raises(ValueError, match="compression"):
         DistributedOptimizer(inner, compression="int8")
+    with pytest.raises(ValueError, match="op must be distributed.Average, Sum or Adasum"):
+        DistributedOptimizer(inner, op="mean")
+    with pytest.raises(ValueError, match="Adasum takes no compression"):
+        DistributedOptimizer(inner, op=distributed.Adasum, compression="fp16")
+    with pytest.raises(ValueError, match="power-of-two number of ranks.*got 6"):
+        DistributedOptimizer(inner, comm=EqualRanks(6), op=distributed.Adasum)
+    with pytest.raises(ValueError, match="deterministic mode averages"):
+        DistributedOptimizer(inner, comm=EqualRanks(2), op=distributed.Sum, deterministic=True)
+    with pytest.raises(ValueError, match="counts up to 2048 backward passes exactly.*4096"):
+        DistributedOptimizer(inner, comm=EqualRanks(1024), backward_passes_per_step=4,
+                             compression="fp16")

@@ -17,6 +17,9 @@
 
 `DistributedOptimizer(..., deterministic=True, micro_batches=K)` with
 `micro_batch_slices` gives the same bits at every rank count dividing K (see tree.py).
+For code ported from Horovod: `op=distributed.Sum` or `distributed.Adasum`,
+`optimizer.skip_synchronize()`, `optimizer.join()` for ranks with fewer batches than
+others (see optimizer.py), and `distributed.allgather_object(obj)`.
 
 Under MPI, `init()` also installs the abort-on-exception hook (`install_failure_handlers`)
 and starts the stall watchdog (NUMPY_DL_STALL_TIMEOUT seconds, default 300, 0 = off).
@@ -25,15 +28,16 @@ collective must be called by every rank, in the same order.
 """
 from . import checkpoint
 from .broadcast import broadcast_optimizer_state, broadcast_parameters, broadcast_tree, on_root
-from .communicator import (Communicator, MPIJobError, SingleProcessCommunicator, init,
-                           raise_together)
+from .communicator import (Communicator, MPIJobError, SingleProcessCommunicator,
+                           allgather_object, init, raise_together)
 from .failure import install_failure_handlers
 from .metrics import mean_over_ranks
-from .optimizer import DistributedOptimizer
+from .optimizer import Adasum, Average, DistributedOptimizer, Sum
 from .replica import ReplicaMismatchError, check_replicas
 from .tree import micro_batch_slices
 
 __all__ = ["init", "MPIJobError", "Communicator", "SingleProcessCommunicator", "DistributedOptimizer",
-           "broadcast_parameters", "broadcast_optimizer_state", "broadcast_tree", "on_root",
-           "raise_together", "mean_over_ranks", "check_replicas", "ReplicaMismatchError",
-           "install_failure_handlers", "checkpoint", "micro_batch_slices"]
+           "Average", "Sum", "Adasum", "broadcast_parameters", "broadcast_optimizer_state",
+           "broadcast_tree", "on_root", "allgather_object", "raise_together", "mean_over_ranks",
+           "check_replicas", "ReplicaMismatchError", "install_failure_handlers", "checkpoint",
+           "micro_batch_slices"]

@@ -17,6 +17,7 @@ Interface (both implementations):
                                              `receive`
     bcast_object(obj, root=0) -> obj         any cloudpickle-able object
     gather_object(obj, root=0) -> list on root, None elsewhere
+    allgather_object(obj) -> list of every rank's obj, on every rank
     barrier(), abort(code=1)
 """
 import os
@@ -110,6 +111,9 @@ class SingleProcessCommunicator(Communicator):
         self._check_root("gather_object", root)
         return [obj]
 
+    def allgather_object(self, obj):
+        return [obj]
+
     def barrier(self):
         pass
 
@@ -176,6 +180,12 @@ def resolve(comm):
     return init() if comm is None else comm
 
 
+def allgather_object(obj, comm=None):
+    """Collective: the list of every rank's `obj` (any cloudpickle-able object), in rank
+    order, on every rank; Horovod's `hvd.allgather_object`."""
+    return resolve(comm).allgather_object(obj)
+
+
 def raise_together(comm, error=None):
     """Collective: if any rank passes an exception, raise one on every rank.
 
@@ -183,9 +193,8 @@ def raise_together(comm, error=None):
     matching), so that no rank walks on into a collective the others have left. A rank
     raises its own error; the others raise the lowest failing rank's.
     """
-    errors = comm.gather_object(None if error is None else portable(error))
-    first = comm.bcast_object(next((e for e in errors if e is not None), None)
-                              if comm.is_main else None)
+    errors = comm.allgather_object(None if error is None else portable(error))
+    first = next((e for e in errors if e is not None), None)
     if error is not None:
         raise error
     if first is not None:

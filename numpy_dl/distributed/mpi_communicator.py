@@ -84,6 +84,11 @@ class MPICommunicator(Communicator):
             parts = self._comm.gather(cloudpickle.dumps(obj), root=root)
         return None if parts is None else [cloudpickle.loads(part) for part in parts]
 
+    def allgather_object(self, obj):
+        with self._collective("allgather_object"):
+            parts = self._comm.allgather(cloudpickle.dumps(obj))
+        return [cloudpickle.loads(part) for part in parts]
+
     def barrier(self):
         with self._collective("barrier"):
             self._comm.Barrier()

@@ -1,42 +1,62 @@
-"""DistributedOptimizer: average the gradients over all ranks, then take the wrapped step.
+"""DistributedOptimizer: combine the gradients of all ranks, then take the wrapped step.
 
 Every numpy_dl optimizer keeps a param group's gradients in one contiguous buffer
-followed by one flag slot per parameter (`optimizer.flat_groups[i].message`), so
-averaging a whole model is one in-place Allreduce per group: no packing copies and no
-per-parameter messages. The flags (1 where this rank has a gradient) travel in the same
-message, so the ranks agree on which parameters have a gradient: a parameter without
-one on some rank counts as zeros there, and every parameter that has one on any rank
-gets the average on every rank. Every rank therefore always makes the same collectives,
-whatever the data did to its graph.
+followed by one flag slot per parameter and one pass-count slot
+(`optimizer.flat_groups[i].message`), so combining a whole model is one in-place
+Allreduce per group: no packing copies and no per-parameter messages. The flags (1 where
+this rank has a gradient) travel in the same message, so the ranks agree on which
+parameters have a gradient: a parameter without one on some rank counts as zeros there,
+and every parameter that has one on any rank gets the result on every rank. Every rank
+therefore always makes the same collectives, whatever the data did to its graph.
 
-The sum is divided by the number of ranks right after the all-reduce, in place, so the
-gradients anyone sees after step() or synchronize() are the averages, as in Horovod.
+The result replaces the gradients in place, so the gradients anyone sees after step()
+or synchronize() are the averages (or sums, or Adasum's), as in Horovod.
 
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm,
-                               backward_passes_per_step=1, compression=None)
+                               backward_passes_per_step=1, compression=None,
+                               op=distributed.Average)
     opt.zero_grad(); loss.backward(); opt.step()
+
+How the gradients combine, `op=` (Horovod's names, `distributed.Average` by default):
+- `Average`: the mean over every backward pass of every rank. The sum is divided right
+  after the all-reduce by the number of passes it holds, which the last slot of the
+  message counts in the same all-reduce (ranks x backward_passes_per_step, fewer only
+  when some rank has joined, see join() below).
+- `Sum`: the sum over the ranks of each rank's gradient (the mean of its
+  backward_passes_per_step passes): on N ranks, N times their Average.
+- `Adasum`: Horovod's adaptive summation of each rank's gradient (taken as for Sum),
+  parameter by parameter: orthogonal gradients add up, equal ones are averaged, so the
+  learning rate of one rank usually serves any number of them (see adasum.py). The
+  ranks are paired up a fixed binary tree by point-to-point exchanges of whole
+  messages, log2(ranks) of them instead of one Allreduce, so the number of ranks must be
+  a power of two; every rank ends with the same bits.
 
 Gradient accumulation, `backward_passes_per_step=k`: keep the usual loop of zero_grad(),
 backward(), step() per local batch. step() counts its calls; the first k-1 of every k do
-nothing, and the k-th averages the accumulated gradients and updates. zero_grad() clears
+nothing, and the k-th combines the accumulated gradients and updates. zero_grad() clears
 only at the start of a cycle (right after an update), so the k backward passes add up in
-`.grad` (call the wrapper's zero_grad, not the model's). The update uses the mean of the
-k accumulated gradients over all ranks, so with a loss that is a mean over the batch, k
-passes of local batch B on N ranks take exactly the step of one batch of k*N*B (unlike
-Horovod's default, which sums over the k passes).
+`.grad` (call the wrapper's zero_grad, not the model's). With Average, the update uses
+the mean of the k accumulated gradients over all ranks, so with a loss that is a mean
+over the batch, k passes of local batch B on N ranks take exactly the step of one batch
+of k*N*B (unlike Horovod's default, which sums over the k passes).
 
-Compression, `compression="fp16"`: the message is the gradient, already divided by the
-number of ranks (so the sum stays as large as the largest gradient), rounded to float16.
-It halves the bytes on the wire and costs one conversion each way; gradients below
-float16's range become 0. It pays only on slow networks: within a node, NumPy's float16
-conversions and MPI's float16 sum cost more than the bytes they save
-(benchmarks/allreduce.py).
+Compression, `compression="fp16"`: the message is the gradient, already divided by what
+`op` divides by (the number of passes over all ranks for Average, so that the sum stays
+as large as the largest gradient; backward_passes_per_step for Sum, whose sum over the
+ranks may overflow float16 where the average would not), rounded to float16. It halves
+the bytes on the wire and costs one conversion each way; gradients below float16's range
+become 0. It pays only on slow networks: within a node, NumPy's float16 conversions and
+MPI's float16 sum cost more than the bytes they save (benchmarks/allreduce.py). Not with
+Adasum, whose coefficients come from dot products of the gradients themselves. The pass
+count travels in the message's dtype, which must count ranks x backward_passes_per_step
+exactly: up to 2048 in float16.
 
 Deterministic mode, `deterministic=True, micro_batches=K` (see tree.py): the same bits at
 every rank count that divides K. Each step() call takes the gradient of one micro-batch
 (the rank's next one of `distributed.micro_batch_slices(global_batch, K, comm)`, its loss
 a mean over the micro-batch); the K/size-th call sums the K micro-gradients of all ranks
-in one fixed binary tree, divides by K (a power of two: exact) and updates:
+in one fixed binary tree, divides by K (a power of two: exact) and updates. It averages
+(op=Average only) and has no join(): every global batch is split over all ranks.
 
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm, deterministic=True,
                                micro_batches=8)
@@ -44,23 +64,57 @@ in one fixed binary tree, divides by K (a power of two: exact) and updates:
         opt.zero_grad(); criterion(model(x_global[rows]), x_global[rows]).backward()
         opt.step()                                # updates after this rank's last one
 
-`synchronize()` averages early, e.g. to clip the averaged gradients:
-    opt.synchronize(); clip_grad_norm_(model.parameters(), 1.0); opt.step()
+`synchronize()` combines early, e.g. to clip the averaged gradients, and the next step()
+updates without combining again. Horovod's spelling of it runs as it is:
+
+    opt.synchronize(); clip_grad_norm_(model.parameters(), 1.0)
+    with opt.skip_synchronize():
+        opt.step()
+
+Inside skip_synchronize(), a step() that updates without a synchronize() in its cycle
+raises RuntimeError (Horovod's steps on whatever the gradients hold, and the ranks
+silently drift apart).
+
+Uneven inputs, `join()` (Horovod's `hvd.join()`, PyTorch's Join): each rank calls it
+once it has run out of batches, whatever the others still have:
+
+    for x in my_batches:                          # not the same number on every rank
+        opt.zero_grad(); criterion(model(x), x).backward(); opt.step()
+    last = opt.join()                             # returns once every rank has joined
+
+A joined rank takes part in the others' remaining updates: its message holds zero
+gradients and a pass count of 0 (first, the passes of a cycle it had begun, if any),
+and it applies each update as they do. So Average is the mean over the passes the ranks
+with data made; Sum and Adasum combine those ranks' gradients (a zero gradient changes
+neither), a begun cycle's sum divided by backward_passes_per_step as a whole one's. When
+every rank has joined, join() returns the rank that joined last (the
+highest one of those that joined before the same update) and copies its parameters and
+optimizer state to every rank: the joined ranks did not do what the active ones did
+between synchronize() and step() (clipping) or to the hyper-parameters (a per-step lr
+schedule), and the replicas must be identical again. Until every rank has joined, the
+active ranks must make no collective other than step() and synchronize() (no
+mean_over_ranks, no check_replicas): the joined ranks wait in an update's all-reduce.
 
 Everything else (param_groups, state_dict, load_state_dict, defaults, ...) is the wrapped
 optimizer's. Each update also advances `comm.step`, which the stall watchdog reports.
 """
+from contextlib import contextmanager
+
 import numpy as np
 
+from .adasum import adasum_in_tree_order
+from .broadcast import broadcast_optimizer_state
 from .communicator import resolve
 from .tree import TreeSum, check_micro_batches, sum_in_tree_order
 
 COMPRESSIONS = (None, "none", "fp16")
+Average, Sum, Adasum = "average", "sum", "adasum"
+OPS = (Average, Sum, Adasum)
 
 
 class DistributedOptimizer:
     def __init__(self, optimizer, comm=None, backward_passes_per_step=1, compression=None,
-                 deterministic=False, micro_batches=8):
+                 deterministic=False, micro_batches=8, op=Average):
         if isinstance(optimizer, DistributedOptimizer):
             raise TypeError("DistributedOptimizer: this optimizer is already distributed")
         if not hasattr(optimizer, "flat_groups"):
@@ -73,23 +127,54 @@ class DistributedOptimizer:
         if compression not in COMPRESSIONS:
             raise ValueError(f"DistributedOptimizer: compression must be one of {COMPRESSIONS}, "
                              f"got {compression!r}")
+        if op not in OPS:
+            raise ValueError(f"DistributedOptimizer: op must be distributed.Average, Sum or "
+                             f"Adasum (the strings {OPS}), got {op!r}")
         self.optimizer = optimizer
         self.comm = resolve(comm)
         self.backward_passes_per_step = passes
         self.compression = None if compression == "none" else compression
+        self.op = op
         self.deterministic = bool(deterministic)
         self.micro_batches = micro_batches if deterministic else None
+        if op == Adasum:
+            if self.compression is not None:
+                raise ValueError("DistributedOptimizer: op=Adasum takes no compression: its "
+                                 "coefficients come from dot products of the gradients, which "
+                                 "rounding to float16 would skew")
+            if self.comm.size & (self.comm.size - 1):
+                raise ValueError(f"DistributedOptimizer: op=Adasum pairs the ranks up a binary "
+                                 f"tree and needs a power-of-two number of ranks (1, 2, 4, 8, "
+                                 f"...); got {self.comm.size}")
         if self.deterministic:
             if passes != 1 or self.compression is not None:
                 raise ValueError("DistributedOptimizer: deterministic mode takes neither "
                                  "backward_passes_per_step nor compression: its micro_batches "
                                  "set the passes, and rounding to float16 would change the bits")
+            if op != Average:
+                raise ValueError("DistributedOptimizer: deterministic mode averages (op="
+                                 "Average only): its fixed tree sums the micro-batches' "
+                                 "gradients and divides by their number")
             check_micro_batches(micro_batches, self.comm.size)
             self.backward_passes_per_step = micro_batches // self.comm.size
             self._trees = [TreeSum() for _ in optimizer.flat_groups]
+        self._check_pass_count()
         self._passes = 0              # step() calls since the last update
-        self._synchronized = False    # synchronize() already averaged this cycle
+        self._synchronized = False    # synchronize() already combined this cycle
+        self._skipping = False        # inside skip_synchronize()
         self._fp16_messages = {}      # param group index -> float16 buffer
+
+    def _check_pass_count(self):
+        """ValueError unless every message's dtype counts an update's passes exactly."""
+        most = self.comm.size * self.backward_passes_per_step
+        for flat in self.optimizer.flat_groups:
+            dtype = np.dtype(np.float16) if self.compression == "fp16" else flat.message.dtype
+            exact = 2 ** (np.finfo(dtype).nmant + 1)
+            if most > exact:
+                raise ValueError(f"DistributedOptimizer: a {dtype} message counts up to {exact} "
+                                 f"backward passes exactly, and an update here has {most} "
+                                 f"({self.comm.size} ranks x {self.backward_passes_per_step}); "
+                                 f"use float32 gradients, without compression")
 
     def __getattr__(self, name):
         optimizer = self.__dict__.get("optimizer")
@@ -102,20 +187,25 @@ class DistributedOptimizer:
             self.optimizer.zero_grad(set_to_none)
 
     def step(self):
+        updates = self._passes + 1 >= self.backward_passes_per_step
+        if updates and self._skipping and not self._synchronized:
+            raise RuntimeError("step() inside skip_synchronize() would update with gradients "
+                               "that synchronize() has not combined over the ranks in this "
+                               "cycle (this rank's own: the ranks would drift apart); call "
+                               "opt.synchronize() before it")
         self._passes += 1
-        if self._passes < self.backward_passes_per_step:
+        if not updates:
             if self.deterministic:
                 self._fold_micro_batch()
             return
         if not self._synchronized:
             self._average_gradients()
-        self.optimizer.step()
-        self._passes, self._synchronized = 0, False
-        self.comm.step += 1
+        self._update()
 
     def synchronize(self):
-        """Average the gradients now; the next step() updates without averaging again.
-        Only valid right before the step() that updates (after the k-th backward pass)."""
+        """Combine the gradients over the ranks now; the next step() updates without
+        combining again. Only valid right before the step() that updates (after the k-th
+        backward pass)."""
         if self._passes + 1 < self.backward_passes_per_step:
             raise RuntimeError(f"synchronize() after backward pass {self._passes + 1} of "
                                f"{self.backward_passes_per_step}: the next step() does not "
@@ -124,56 +214,118 @@ class DistributedOptimizer:
             self._average_gradients()
             self._synchronized = True
 
-    def _average_gradients(self):
+    @contextmanager
+    def skip_synchronize(self):
+        """Horovod's `with opt.skip_synchronize(): opt.step()`, after opt.synchronize().
+
+        step() never combines a cycle's gradients twice, inside or outside; inside, a
+        step() that updates raises RuntimeError unless synchronize() combined its cycle,
+        rather than step on whatever the gradients hold as Horovod's does (the ranks
+        would drift apart without a word). The step()s of a cycle that do not update are
+        free.
+        """
+        outer, self._skipping = self._skipping, True
+        try:
+            yield
+        finally:
+            self._skipping = outer
+
+    def join(self):
+        """Collective, for uneven inputs: take part in the other ranks' updates with no
+        gradients until every rank has called join(); then return the rank that joined
+        last, whose parameters and optimizer state every rank now holds (see the module
+        docstring)."""
+        if self.deterministic:
+            raise RuntimeError("join() is not available in deterministic mode: every global "
+                               "batch is split over all ranks, so none runs out first")
+        if self._synchronized:
+            raise RuntimeError("join() after synchronize(): call step() first, to take the "
+                               "update that synchronize() prepared")
+        joined_at = self.comm.step
+        while True:
+            self.zero_grad()  # keeps the passes of a cycle this rank had begun
+            if not self._average_gradients(self._passes):
+                break         # no rank had a pass to send: every rank has joined
+            self._update()
+        joined = self.comm.allgather_object(joined_at)
+        last = max(range(self.comm.size), key=lambda rank: (joined[rank], rank))
+        for flat in self.optimizer.flat_groups:
+            self.comm.broadcast_(flat.data, root=last)
+        broadcast_optimizer_state(self.optimizer, self.comm, root=last)
+        return last
+
+    def _update(self):
+        """The wrapped step on the combined gradients; a new cycle begins."""
+        self.optimizer.step()
+        self._passes, self._synchronized = 0, False
+        self.comm.step += 1
+
+    def _average_gradients(self, passes=None):
+        """Combine every group's gradients over the ranks and give each parameter its
+        result as `.grad`. `passes`: the backward passes this rank's gradients hold, a
+        whole cycle unless join() sends fewer. Returns the passes of all ranks together
+        (0: no rank sent any)."""
         if self.deterministic:
             self._fold_micro_batch()
-        scale = 1.0 / (self.comm.size * self.backward_passes_per_step)
+        passes = self.backward_passes_per_step if passes is None else passes
         for index, flat in enumerate(self.optimizer.flat_groups):
-            if self.deterministic:
-                total = sum_in_tree_order(self._trees[index].total(), self.comm)
-                if total is not flat.message:
-                    flat.message[...] = total
-                flat.grad *= flat.grad.dtype.type(scale)  # 1/K, a power of two: exact
-            else:
-                self._message(flat)
-                self._average(index, flat, scale)
+            if not self.deterministic:
+                self._message(flat, passes)
+            divided = self._combine(index, flat)
+            total = float(flat.passes[0])
+            divisor = total if self.op == Average else self.backward_passes_per_step
+            if total and divisor != divided:  # deterministic mode: 1/K, a power of two, exact
+                flat.grad *= flat.grad.dtype.type(divided / divisor)
             for param, view, flag in zip(flat.params, flat.grad_views, flat.flags):
                 param.grad = view if flag > 0 else None
+        return total
 
-    def _message(self, flat):
-        """Fill a group's message: every gradient (zeros where a parameter has none) and
-        the has-gradient flags."""
+    def _message(self, flat, passes):
+        """Fill a group's message: every gradient (zeros where a parameter has none), the
+        has-gradient flags, and the number of backward passes the gradients hold."""
         present = flat.gather()
         for where in np.flatnonzero(~present):
             flat.grad[flat.slices[where]] = 0
         flat.flags[:] = present
+        flat.passes[0] = passes
 
     def _fold_micro_batch(self):
-        """Deterministic mode: add this micro-batch's gradients (and flags) to the tree as
-        its next leaf, and clear them for the next micro-batch."""
+        """Deterministic mode: add this micro-batch's message (one pass) to the tree as its
+        next leaf, and clear the gradients for the next micro-batch."""
         for flat, tree in zip(self.optimizer.flat_groups, self._trees):
-            self._message(flat)
+            self._message(flat, 1)
             # One leaf per update needs no copy: the next backward comes after the update.
             tree.add(flat.message if self.backward_passes_per_step == 1 else flat.message.copy())
         self.optimizer.zero_grad()
 
-    def _average(self, index, flat, scale):
-        """Sum the group's gradients and flags over the ranks in place, and scale the
-        gradients by `scale` (1 / the number of terms in the sum)."""
-        if self.compression == "fp16":
+    def _combine(self, index, flat):
+        """Combine the group's message over the ranks in place: the gradients by `op` (in
+        deterministic mode, summed in the fixed tree), flags and pass counts summed.
+        Returns what the gradients are divided by already: 1, except for fp16
+        compression, which divides before rounding."""
+        if self.deterministic:
+            total = sum_in_tree_order(self._trees[index].total(), self.comm)
+            if total is not flat.message:
+                flat.message[...] = total
+        elif self.compression == "fp16":
+            passes = self.backward_passes_per_step
+            divisor = self.comm.size * passes if self.op == Average else passes
             message = self._fp16_messages.get(index)
             if message is None or message.size != flat.message.size:
                 message = self._fp16_messages[index] = np.empty(flat.message.size, np.float16)
-            np.multiply(flat.message, scale, out=message, casting="same_kind")
+            np.multiply(flat.message, 1.0 / divisor, out=message, casting="same_kind")
+            message[-1] = flat.passes[0]  # a count, not divided
             self.comm.allreduce_(message)
             np.copyto(flat.message, message)
+            return divisor
+        elif self.op == Adasum:
+            adasum_in_tree_order(flat.message, flat.slices, self.comm)
         else:
             self.comm.allreduce_(flat.message)
-            if scale != 1:
-                flat.grad *= flat.grad.dtype.type(scale)
+        return 1
 
     def __repr__(self):
         mode = f", deterministic, micro_batches={self.micro_batches}" if self.deterministic else ""
-        return (f"DistributedOptimizer(size={self.comm.size}, backward_passes_per_step="
-                f"{self.backward_passes_per_step}, compression={self.compression!r}{mode},\n"
-                f"{self.optimizer!r})")
+        return (f"DistributedOptimizer(size={self.comm.size}, op={self.op!r}, "
+                f"backward_passes_per_step={self.backward_passes_per_step}, "
+                f"compression={self.compression!r}{mode},\n{self.optimizer!r})")

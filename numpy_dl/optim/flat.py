@@ -4,8 +4,9 @@ Each Parameter's `.data` becomes a view into the value buffer and its `grad_slot
 into the gradient buffer, so an optimizer updates a whole model in a few vectorised
 passes and a distributed optimizer all-reduces every gradient in one message, with no
 packing copies. The gradient buffer is the head of `message`, whose tail holds one slot
-per parameter (`flags`): there a distributed optimizer says which parameters have a
-gradient, in the same all-reduce as the gradients themselves.
+per parameter (`flags`) and one last slot (`passes`): there a distributed optimizer says
+which parameters have a gradient and how many backward passes the gradients hold, in the
+same all-reduce as the gradients themselves.
 """
 import numpy as np
 
@@ -22,8 +23,9 @@ class FlatGroup:
         self.params = params
         self.slices = [slice(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])]
         self.data = np.empty(total, dtype=dtype)
-        self.message = np.zeros(total + len(params), dtype=dtype)
-        self.grad, self.flags = self.message[:total], self.message[total:]
+        self.message = np.zeros(total + len(params) + 1, dtype=dtype)
+        self.grad, self.flags = self.message[:total], self.message[total:-1]
+        self.passes = self.message[-1:]
         self.data_views = [self.data[s].reshape(p.shape) for s, p in zip(self.slices, params)]
         self.grad_views = [self.grad[s].reshape(p.shape) for s, p in zip(self.slices, params)]
         self.gather()
