@@ -60,7 +60,20 @@ def _op_method(name, reflected=False):
     return method
 
 
-class Tensor:
+class Conversions:
+    """PyTorch's shorthands for `.to(...)`, shared by Tensor and Module."""
+
+    def cpu(self):
+        return self
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+
+class Tensor(Conversions):
     """An n-dimensional float array with an optional gradient, as in PyTorch."""
 
     # NumPy scalars and arrays on the left of an operator defer to Tensor's reflected ops.
@@ -144,15 +157,6 @@ class Tensor:
         if dtype is None or np.dtype(dtype) == self.dtype:
             return self
         return ops.cast(self, dtype)
-
-    def cpu(self):
-        return self
-
-    def float(self):
-        return self.to(np.float32)
-
-    def double(self):
-        return self.to(np.float64)
 
     def __repr__(self):
         if self.op is not None:

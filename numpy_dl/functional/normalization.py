@@ -40,17 +40,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Tr
 
     def backward(g):
         g_hat = g * scale
-        if training:
-            gx = inv_std * (g_hat - g_hat.mean(axis=axes, keepdims=True)
-                            - x_hat * (g_hat * x_hat).mean(axis=axes, keepdims=True))
-        else:
-            gx = g_hat * inv_std
-        grads = [gx]
-        if weight is not None:
-            grads.append((g * x_hat).sum(axis=axes) if weight.requires_grad else None)
-        if bias is not None:
-            grads.append(g.sum(axis=axes) if bias.requires_grad else None)
-        return grads
+        gx = _standardized_grad(g_hat, x_hat, inv_std, axes) if training else g_hat * inv_std
+        return [gx] + _affine_grads(g, x_hat, weight, bias, axes)
     parents = tuple(t for t in (x, weight, bias) if t is not None)
     return Tensor._make(out, parents, backward, "batch_norm")
 
@@ -75,13 +66,25 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
 
     def backward(g):
         g_hat = g * weight.data if weight is not None else g
-        gx = inv_std * (g_hat - g_hat.mean(axis=axes, keepdims=True)
-                        - x_hat * (g_hat * x_hat).mean(axis=axes, keepdims=True))
-        grads = [gx.astype(x.dtype, copy=False)]
-        if weight is not None:
-            grads.append((g * x_hat).sum(axis=leading) if weight.requires_grad else None)
-        if bias is not None:
-            grads.append(g.sum(axis=leading) if bias.requires_grad else None)
-        return grads
+        gx = _standardized_grad(g_hat, x_hat, inv_std, axes).astype(x.dtype, copy=False)
+        return [gx] + _affine_grads(g, x_hat, weight, bias, leading)
     parents = tuple(t for t in (x, weight, bias) if t is not None)
     return Tensor._make(out, parents, backward, "layer_norm")
+
+
+def _standardized_grad(g_hat, x_hat, inv_std, axes):
+    """The gradient through x_hat = (x - mean) * inv_std, mean and variance taken over
+    `axes` of x itself, given the gradient g_hat of x_hat."""
+    return inv_std * (g_hat - g_hat.mean(axis=axes, keepdims=True)
+                      - x_hat * (g_hat * x_hat).mean(axis=axes, keepdims=True))
+
+
+def _affine_grads(g, x_hat, weight, bias, axes):
+    """The gradients of the weight and bias present in out = x_hat * weight + bias, summed
+    over the `axes` they are broadcast along (None for one that needs none)."""
+    grads = []
+    if weight is not None:
+        grads.append((g * x_hat).sum(axis=axes) if weight.requires_grad else None)
+    if bias is not None:
+        grads.append(g.sum(axis=axes) if bias.requires_grad else None)
+    return grads

@@ -10,13 +10,13 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..autograd import Tensor
-from ..autograd.tensor import to_arguments
+from ..autograd.tensor import Conversions, to_arguments
 from .parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
-class Module:
+class Module(Conversions):
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -153,15 +153,6 @@ class Module:
                     if buffer.dtype.kind == "f":
                         object.__setattr__(module, name, buffer.astype(dtype))
         return self
-
-    def cpu(self):
-        return self
-
-    def float(self):
-        return self.to(np.float32)
-
-    def double(self):
-        return self.to(np.float64)
 
     # ------------------------------------------------------------------ state
     def _named_state(self, prefix=""):
