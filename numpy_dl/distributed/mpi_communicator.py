@@ -6,6 +6,12 @@ Bcast: no pickling, no copies); Python objects are pickled with cloudpickle here
 lambdas and locally defined classes travel too, and mpi4py's own pickler (which a user's
 code in the same process may rely on) is left as it is.
 
+float16 arrays are summed by MPI's own float16 type where the library has one (MPICH,
+Open MPI 5), and elsewhere (Open MPI 4.1, whose mpi4py cannot map float16 to an MPI
+datatype) by a user-defined op that adds 16-bit words as float16 with NumPy: both round
+each pairwise sum to float16, so fp16 compression works, with the same result, on every
+MPI.
+
 Every collective records "entered collective #n (name) at step s at time t" while it
 waits, which the stall watchdog reads from its own thread.
 """
@@ -17,11 +23,27 @@ from contextlib import contextmanager
 import cloudpickle
 import numpy as np
 from mpi4py import MPI
+from mpi4py.util import dtlib
 
 from .communicator import Communicator
 from .watchdog import StallWatchdog
 
 _OPS = {"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}
+
+
+def has_float16():
+    """Whether this MPI library has a float16 datatype that mpi4py maps NumPy's to."""
+    try:
+        dtlib.from_numpy_dtype(np.float16)
+        return True
+    except (KeyError, ValueError):
+        return False
+
+
+def _add_float16_words(source, target, datatype):
+    """MPI user op: target += source, both buffers of float16 values sent as 16-bit words."""
+    target_values = np.frombuffer(target, dtype=np.float16)
+    target_values += np.frombuffer(source, dtype=np.float16)
 
 # What a rank is waiting in: the collective's name, its number among this communicator's
 # collectives (equal on every rank for the same call), the training step, and since when.
@@ -36,6 +58,9 @@ class MPICommunicator(Communicator):
         node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
         self.ranks_per_node = node.Get_size()
         node.Free()
+        # float16 sums go through MPI's own type when there is one (see the module docstring)
+        self.native_float16 = has_float16()
+        self._float16_op = None
         self.collectives = 0     # collectives entered so far
         self.waiting = None      # a Waiting record while inside one, else None
         self.watchdog = None
@@ -55,8 +80,20 @@ class MPICommunicator(Communicator):
         self._check_buffer("allreduce_", array)
         self._check_op(op)
         with self._collective("allreduce_"):
-            self._comm.Allreduce(MPI.IN_PLACE, array, op=_OPS[op])
+            if array.dtype == np.float16 and not self.native_float16:
+                self._allreduce_float16_words(array, op)
+            else:
+                self._comm.Allreduce(MPI.IN_PLACE, array, op=_OPS[op])
         return array
+
+    def _allreduce_float16_words(self, array, op):
+        if op != "sum":
+            raise ValueError(f"allreduce_: this MPI has no float16 type; only op='sum' is "
+                             f"implemented for float16 arrays, got op={op!r}")
+        if self._float16_op is None:
+            self._float16_op = MPI.Op.Create(_add_float16_words, commute=True)
+        words = array.view(np.uint16)
+        self._comm.Allreduce(MPI.IN_PLACE, [words, MPI.UINT16_T], op=self._float16_op)
 
     def broadcast_(self, array, root=0):
         self._check_buffer("broadcast_", array)
