@@ -56,8 +56,15 @@ def test_shape_methods_follow_pytorch():
     assert t.flatten().shape == (6,) and t.flatten(1).shape == (2, 3)
     assert t.flatten(1, 2).shape == (2, 3, 1) and ndl.tensor(5.0).flatten().shape == (1,)
     assert t.view(-1, 3).shape == (2, 3)
-    with pytest.raises(ValueError, match="unsqueeze: dim must lie in"):
+    with pytest.raises(IndexError, match=r"unsqueeze: dim 5 is out of range for shape "
+                       r"\(2, 1, 3, 1\) \(expected a dim in \[-5, 4\]\)"):
         t.unsqueeze(5)
+    for call in (lambda: t.flatten(5), lambda: t.flatten(0, 7), lambda: t.squeeze(4)):
+        with pytest.raises(IndexError, match="is out of range for shape"):
+            call()
+    with pytest.raises(ValueError, match="names a dim more than once"):
+        t.squeeze((1, 1))
+    assert ndl.zeros(0, 3, 4).flatten(1).shape == (0, 12)
     with pytest.raises(ValueError, match="start_dim 2 comes after end_dim 1"):
         t.flatten(2, 1)
 
@@ -246,3 +253,70 @@ def test_module_to_device_and_dtype():
     out.sum().backward()
     assert model[0].weight.grad.dtype == np.float64
     assert model.float()[0].weight.dtype == np.float32
+
+
+# ---------------------------------------------------------------------- review findings
+def test_where_with_two_numbers_and_a_0d_condition():
+    out = ndl.where(np.array([True, False]), 1.0, 0.0)
+    assert out.dtype == np.float32 and list(out.data) == [1.0, 0.0]
+    (index,) = ndl.where(ndl.tensor(True))
+    assert list(index.data) == [0]
+
+
+def test_python_floats_meeting_integer_tensors_make_float32():
+    ints = ndl.tensor([1, 2, 3])
+    assert ndl.maximum(ints, 0.5).dtype == np.float32
+    assert ndl.where(np.array([True, False, True]), ints, 0.5).dtype == np.float32
+    assert (ints * 0.5).dtype == np.float32
+    np.testing.assert_array_equal((ints * 0.5).data, [0.5, 1.0, 1.5])
+
+
+def test_casts_to_integers_leave_the_graph():
+    t = ndl.tensor([1.5, 2.5], requires_grad=True)
+    as_int = t.to(np.int64)
+    assert as_int.dtype == np.int64 and not as_int.requires_grad
+    copied = t.to("cpu", copy=True)
+    assert copied is not t and copied.requires_grad
+
+
+def test_module_to_refuses_integer_dtypes_and_bound_parameters():
+    with pytest.raises(TypeError, match="only casts to floating-point dtypes"):
+        nn.Linear(2, 2).to(np.int64)
+    layer = nn.Linear(3, 2)
+    layer(ndl.ones(1, 3)).sum().backward()
+    layer.double()
+    assert layer.weight.grad.dtype == np.float64  # the gradient is cast too
+    optim.SGD(layer.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="cast the model first, then build the optimizer"):
+        layer.float()
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: F.embedding(np.array([0]), ndl.zeros(3), padding_idx=None), ValueError,
+     "weight must be 2-D"),
+    (lambda: F.embedding(np.array([0]), ndl.zeros(3, 2), padding_idx=5), ValueError,
+     r"padding_idx must lie in \[-3, 3\)"),
+    (lambda: F.layer_norm(ndl.zeros(4, 2, 3), (2, 3), ndl.ones(3)), ValueError,
+     r"weight must have the normalized shape \(2, 3\)"),
+    (lambda: F.layer_norm(ndl.zeros(4, 2), ()), ValueError, "at least one dim"),
+    (lambda: F.avg_pool2d(ndl.zeros(1, 1, 4, 4), 2, divisor_override=1.5), ValueError,
+     "divisor_override must be a positive integer"),
+    (lambda: F.interpolate(ndl.zeros(1, 1, 2, 2), size=4, recompute_scale_factor=True),
+     ValueError, "with size= leave it None"),
+    (lambda: F.max_pool2d(ndl.zeros(1, 1, 4, 4), 2.0), ValueError,
+     "kernel_size must be an int >= 1 or a pair of them, got 2.0"),
+    (lambda: ndl.zeros(2, size=(2,)), TypeError, "positionally or as size=, not both"),
+    (lambda: ndl.randint(3, (2,), high=4), TypeError, "high given twice"),
+])
+def test_arguments_pytorch_refuses_are_refused_in_one_line(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_creation_keywords_as_pytorch():
+    assert ndl.zeros(size=(2, 3)).shape == ndl.randn(size=(2, 3)).shape == (2, 3)
+    assert list(ndl.arange(end=3).data) == [0, 1, 2]
+    drawn = ndl.randint(low=2, high=4, size=(50,)).data
+    assert drawn.min() >= 2 and drawn.max() <= 3
+    drawn = ndl.randint(5, 7, size=(50,)).data
+    assert drawn.min() >= 5 and drawn.max() <= 6

@@ -13,8 +13,12 @@ from .. import random
 from .tensor import Tensor, check_device, check_differentiable
 
 
-def _shape(size, call):
-    """(2, 3) from `f(2, 3)`, `f((2, 3))` or `f([2, 3])`."""
+def _shape(size, call, keyword=None):
+    """(2, 3) from `f(2, 3)`, `f((2, 3))`, `f([2, 3])` or `f(size=(2, 3))`."""
+    if keyword is not None:
+        if size:
+            raise TypeError(f"{call}: give the size positionally or as size=, not both")
+        size = (keyword,)
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0
@@ -36,18 +40,18 @@ def _float(dtype):
     return np.float32 if dtype is None else dtype
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _leaf(np.zeros(_shape(size, "zeros"), _float(dtype)), None, device, requires_grad,
+def zeros(*args, size=None, dtype=None, device=None, requires_grad=False):
+    return _leaf(np.zeros(_shape(args, "zeros", size), _float(dtype)), None, device, requires_grad,
                  "zeros")
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _leaf(np.ones(_shape(size, "ones"), _float(dtype)), None, device, requires_grad,
+def ones(*args, size=None, dtype=None, device=None, requires_grad=False):
+    return _leaf(np.ones(_shape(args, "ones", size), _float(dtype)), None, device, requires_grad,
                  "ones")
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False):
-    return _leaf(np.empty(_shape(size, "empty"), _float(dtype)), None, device, requires_grad,
+def empty(*args, size=None, dtype=None, device=None, requires_grad=False):
+    return _leaf(np.empty(_shape(args, "empty", size), _float(dtype)), None, device, requires_grad,
                  "empty")
 
 
@@ -61,7 +65,7 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
                  requires_grad, "full")
 
 
-def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+def arange(start=0, end=None, step=1, dtype=None, device=None, requires_grad=False):
     """[start, end) in steps of `step` (`arange(end)` counts from 0); int64 when all three
     are integers, else float32."""
     if end is None:
@@ -90,15 +94,15 @@ def _generator(generator):
     return random.generator() if generator is None else generator
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def rand(*args, size=None, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform on [0, 1)."""
-    values = _generator(generator).random(_shape(size, "rand"), dtype=_float_draw(dtype))
+    values = _generator(generator).random(_shape(args, "rand", size), dtype=_float_draw(dtype))
     return _leaf(values, dtype, device, requires_grad, "rand")
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def randn(*args, size=None, generator=None, dtype=None, device=None, requires_grad=False):
     """Standard normal."""
-    values = _generator(generator).standard_normal(_shape(size, "randn"),
+    values = _generator(generator).standard_normal(_shape(args, "randn", size),
                                                    dtype=_float_draw(dtype))
     return _leaf(values, dtype, device, requires_grad, "randn")
 
@@ -111,16 +115,22 @@ def _float_draw(dtype):
     return np.float64 if dtype is not None and np.dtype(dtype) == np.float64 else np.float32
 
 
-def randint(*args, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+def randint(*args, low=None, high=None, size=None, generator=None, dtype=None, device=None,
+            requires_grad=False):
     """Integers in [low, high), as `randint(high, size)` or `randint(low, high, size)`
-    (size also by keyword); int64 unless `dtype`."""
-    args = args + ((size,) if size is not None else ())
-    if len(args) == 2:
-        low, (high, size) = 0, args
-    elif len(args) == 3:
-        low, high, size = args
-    else:
+    (each also by keyword; low defaults to 0); int64 unless `dtype`."""
+    # Positional arguments fill (high, size) or (low, high, size); keywords the rest.
+    names = ("low", "high", "size") if len(args) == 3 or (len(args) == 2 and size is not None) \
+        else ("high", "size")
+    given = dict(zip(names, args))
+    for name, value in (("low", low), ("high", high), ("size", size)):
+        if value is not None:
+            if name in given:
+                raise TypeError(f"randint: {name} given twice")
+            given[name] = value
+    if "high" not in given or "size" not in given or len(args) > 3:
         raise TypeError("randint: expected randint(high, size) or randint(low, high, size)")
+    low, high, size = given.get("low", 0), given["high"], given["size"]
     if high <= low:
         raise ValueError(f"randint: need low < high, got low={low}, high={high}")
     values = _generator(generator).integers(low, high, _shape((size,), "randint"),
@@ -131,9 +141,8 @@ def randint(*args, size=None, generator=None, dtype=None, device=None, requires_
 def _like(call, make):
     """`call`_like(input, dtype=None, ...): `make` for input's shape, in input's dtype."""
     def like(input, dtype=None, device=None, requires_grad=False, **options):
-        shape = input.shape if hasattr(input, "shape") else np.shape(input)
-        return make(shape, **options, dtype=dtype or np.asarray(input).dtype, device=device,
-                    requires_grad=requires_grad)
+        return make(np.shape(input), **options, dtype=dtype or np.asarray(input).dtype,
+                    device=device, requires_grad=requires_grad)
     like.__name__ = like.__qualname__ = f"{call}_like"
     like.__doc__ = f"`{call}` with the shape and (unless `dtype` is given) the dtype of `input`."
     return like

@@ -4,6 +4,8 @@ Each op computes its value with NumPy and hands `Tensor._make` a closure that ma
 output gradient to the inputs' gradients. Gradients are computed only for inputs that
 require them.
 """
+import builtins
+
 import numpy as np
 
 from .tensor import Tensor, as_array, unbroadcast
@@ -17,8 +19,19 @@ def as_tensor(value, like=None):
 
 
 def _binary_operands(a, b):
+    """Both operands as Tensors, a constant in the tensor's dtype; a Python float meeting
+    an integer tensor makes both float32, PyTorch's default float dtype (int_tensor * 0.5
+    is float32 there, not float64 as NumPy would make it)."""
+    if isinstance(b, float) and _is_integer_tensor(a):
+        a = Tensor(a.data.astype(np.float32))
+    if isinstance(a, float) and _is_integer_tensor(b):
+        b = Tensor(b.data.astype(np.float32))
     like = a if isinstance(a, Tensor) else b
     return as_tensor(a, like), as_tensor(b, like)
+
+
+def _is_integer_tensor(value):
+    return isinstance(value, Tensor) and value.dtype.kind in "biu"
 
 
 # ---------------------------------------------------------------------- arithmetic
@@ -165,30 +178,44 @@ def reshape(a, *shape):
     return Tensor._make(out, (a,), lambda g: (g.reshape(a.shape),), "reshape")
 
 
+def _dim(call, dim, shape, positions=None):
+    """`dim` counted from 0, or IndexError (as PyTorch) when it is not one of the
+    `positions` dims (by default those of `shape`; a 0-d tensor has one)."""
+    size = builtins.max(len(shape), 1) if positions is None else positions
+    if not -size <= dim < size:
+        raise IndexError(f"{call}: dim {dim} is out of range for shape {shape} (expected a "
+                         f"dim in [{-size}, {size - 1}])")
+    return dim % size
+
+
 def flatten(a, start_dim=0, end_dim=-1):
     """Merge dims start_dim..end_dim into one, as `torch.flatten` (a 0-d tensor becomes 1-d)."""
+    start, end = _dim("flatten", start_dim, a.shape), _dim("flatten", end_dim, a.shape)
     if a.ndim == 0:
         return reshape(a, 1)
-    start, end = start_dim % a.ndim, end_dim % a.ndim
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for "
                          f"shape {a.shape}")
-    return reshape(a, a.shape[:start] + (-1,) + a.shape[end + 1:])
+    merged = int(np.prod(a.shape[start:end + 1]))  # not -1: an empty tensor cannot infer it
+    return reshape(a, a.shape[:start] + (merged,) + a.shape[end + 1:])
 
 
 def unsqueeze(a, dim):
     """A new dim of size 1 at `dim` (counted in the output, -1 appends), as PyTorch."""
-    if not -a.ndim - 1 <= dim <= a.ndim:
-        raise ValueError(f"unsqueeze: dim must lie in [{-a.ndim - 1}, {a.ndim}] for shape "
-                         f"{a.shape}, got {dim}")
-    dim %= a.ndim + 1
+    dim = _dim("unsqueeze", dim, a.shape, positions=a.ndim + 1)
     return reshape(a, a.shape[:dim] + (1,) + a.shape[dim:])
 
 
 def squeeze(a, dim=None):
     """Drop dims of size 1: all of them, or those of `dim` (an int or tuple) that have size
     1; a named dim of another size is left alone, as in PyTorch."""
-    dims = range(a.ndim) if dim is None else _normalize_axes(dim, a.ndim)
+    if dim is None:
+        dims = range(a.ndim)
+    else:
+        named = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+        dims = [_dim("squeeze", d, a.shape) for d in named]
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"squeeze: dim {dim} names a dim more than once")
     keep = [n for i, n in enumerate(a.shape) if not (i in dims and n == 1)]
     return reshape(a, tuple(keep))
 
@@ -213,7 +240,10 @@ def clone(a):
 
 
 def cast(a, dtype):
-    """`a` as `dtype`; the gradient comes back in `a`'s dtype."""
+    """`a` as `dtype`; the gradient comes back in `a`'s dtype. A cast to an integer dtype
+    leaves the graph, as in PyTorch: integers have no gradient."""
+    if np.dtype(dtype).kind != "f":
+        return Tensor(a.data.astype(dtype))
     return Tensor._make(a.data.astype(dtype), (a,), lambda g: (g.astype(a.dtype),), "cast")
 
 
@@ -282,9 +312,11 @@ def where(condition, input=None, other=None):
     indices of its true elements, one int64 tensor per dim."""
     cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition)
     if input is None and other is None:
-        return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(cond))
+        return tuple(Tensor(i.astype(np.int64)) for i in np.nonzero(np.atleast_1d(cond)))
     if cond.dtype != bool:
         raise TypeError(f"where: condition must be boolean, got {cond.dtype}")
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        input = Tensor(as_array(input, np.float32))  # two Python numbers: float32, as PyTorch
     a, b = _binary_operands(input, other)
     out = np.where(cond, a.data, b.data)
 

@@ -150,12 +150,13 @@ class Tensor(Conversions):
     def detach(self):
         return Tensor(self.data)
 
-    def to(self, *args, dtype=None, device=None):
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
         """`t.to("cpu")`, `t.to(np.float64)`, `t.to("cpu", np.float64)`, `t.to(other)` as
-        in PyTorch: the same tensor when nothing changes, else a differentiable cast."""
+        in PyTorch: the same tensor when nothing changes (unless `copy`), else a cast,
+        differentiable to a float dtype. `non_blocking` means nothing on the CPU."""
         dtype = to_arguments(args, dtype, device)
         if dtype is None or np.dtype(dtype) == self.dtype:
-            return self
+            return ops.clone(self) if copy else self
         return ops.cast(self, dtype)
 
     def __repr__(self):
@@ -325,8 +326,9 @@ def check_device(device):
 
 
 def tensor(data, *, dtype=None, device=None, requires_grad=False):
-    """A new leaf Tensor holding a copy of `data`, as `torch.tensor`: float data becomes
-    float32 unless `dtype` says otherwise; integers stay int64 (NumPy's default int)."""
+    """A new leaf Tensor holding a copy of `data`, as `torch.tensor`, except that float
+    data always becomes float32 unless `dtype` says otherwise (torch.tensor keeps a
+    float64 array float64); integers stay int64 (NumPy's default int)."""
     check_device(device)
     if isinstance(data, Tensor):
         data = data.data

@@ -91,7 +91,9 @@ every rank has joined, join() returns the rank that joined last (the
 highest one of those that joined before the same update) and copies its parameters and
 optimizer state to every rank: the joined ranks did not do what the active ones did
 between synchronize() and step() (clipping) or to the hyper-parameters (a per-step lr
-schedule), and the replicas must be identical again. Until every rank has joined, the
+schedule), and the replicas must be identical again. A learning-rate scheduler's own
+state is not the optimizer's and is not copied: after join(), step it (or rebuild it)
+the same way on every rank, as with Horovod. Until every rank has joined, the
 active ranks must make no collective other than step() and synchronize() (no
 mean_over_ranks, no check_replicas): the joined ranks wait in an update's all-reduce.
 

@@ -16,8 +16,12 @@ from .linear import check_float
 
 def pair(value, name, minimum=0):
     """(h, w) from an int or a pair; a stride needs minimum=1 (0 would divide by zero)."""
-    values = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(values) != 2 or any(int(v) < minimum for v in values):
+    values = (value,) if isinstance(value, (int, np.integer)) else value
+    if isinstance(values, (tuple, list)) and len(values) == 1:
+        values = tuple(values) * 2  # (k,) means (k, k), as in PyTorch
+    if not (isinstance(values, (tuple, list)) and len(values) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum
+            for v in values)):
         raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
     return int(values[0]), int(values[1])
 

@@ -12,7 +12,12 @@ def embedding(input, weight, padding_idx=None):
     indices = np.asarray(input.data if isinstance(input, Tensor) else input)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got {indices.dtype}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (rows, embedding_dim), got {weight.shape}")
     rows = weight.shape[0]
+    if padding_idx is not None and not -rows <= padding_idx < rows:
+        raise ValueError(f"embedding: padding_idx must lie in [{-rows}, {rows}), got "
+                         f"{padding_idx}")
     if indices.size and (indices.min() < 0 or indices.max() >= rows):
         raise ValueError(f"embedding: indices must lie in [0, {rows}), got "
                          f"[{indices.min()}, {indices.max()}]")

@@ -100,7 +100,9 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
     def backward(g):
         grad = np.zeros(input.shape, g.dtype)
-        np.put_along_axis(grad, safe[:, None], (-term_weight * g)[:, None], axis=1)
+        with np.errstate(invalid="ignore"):  # all ignored: "mean" divides by 0, as PyTorch
+            picked_grad = np.where(term_weight != 0, -term_weight * g, 0)
+        np.put_along_axis(grad, safe[:, None], picked_grad[:, None], axis=1)
         return (grad,)
     losses = Tensor._make(-term_weight * picked, (input,), backward, "nll_loss")
     if reduction == "none":

@@ -51,9 +51,15 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     then scale and shift elementwise, as `torch.nn.functional.layer_norm`."""
     shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
         else tuple(normalized_shape)
+    if not shape:
+        raise ValueError("layer_norm: normalized_shape must name at least one dim, got ()")
     if len(shape) > x.ndim or x.shape[x.ndim - len(shape):] != shape:
         raise ValueError(f"layer_norm: expected input of shape (*, {', '.join(map(str, shape))}), "
                          f"got {x.shape}")
+    for name, param in (("weight", weight), ("bias", bias)):
+        if param is not None and param.shape != shape:
+            raise ValueError(f"layer_norm: {name} must have the normalized shape {shape}, "
+                             f"got {param.shape}")
     axes = tuple(range(x.ndim - len(shape), x.ndim))
     mean = x.data.mean(axis=axes, keepdims=True)
     centered = x.data - mean

@@ -6,9 +6,11 @@ offsets of the kernel, never over pixels. Backward adds each tap's share of the 
 gradient into the same strided view of a padded gradient, which also sums the
 contributions of overlapping windows.
 """
+import numbers
+
 import numpy as np
 
-from ..autograd import Tensor
+from ..autograd import Tensor, ops
 from .conv import pair
 from .linear import check_float
 
@@ -31,7 +33,8 @@ class _Windows:
             raise ValueError(f"{call}: expected input of shape (N, C, H, W), got {x.shape}")
         check_float(call, x)
         self.kernel = pair(kernel_size, "kernel_size", 1)
-        self.stride = self.kernel if stride is None or stride == [] else pair(stride, "stride", 1)
+        no_stride = stride is None or (isinstance(stride, (tuple, list)) and not stride)
+        self.stride = self.kernel if no_stride else pair(stride, "stride", 1)
         self.padding = pair(padding, "padding")
         if any(2 * p > k for p, k in zip(self.padding, self.kernel)):
             raise ValueError(f"{call}: padding {self.padding} must be at most half of "
@@ -45,6 +48,10 @@ class _Windows:
         # Room for every window, including a ceil_mode window that overhangs the padding.
         self.padded_size = tuple(max(n + 2 * p, (o - 1) * s + k) for n, p, o, s, k in zip(
             self.in_size, self.padding, self.out_size, self.stride, self.kernel))
+
+    @property
+    def padded(self):
+        return self.padded_size != self.in_size
 
     def pad(self, data, fill):
         (ph, pw), (h, w) = self.padding, self.in_size
@@ -66,22 +73,41 @@ class _Windows:
                        padded[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw])
 
 
+def _unbatched(pool):
+    """Let `pool` take an unbatched (C, H, W) image too, as PyTorch's pooling does."""
+    def pool_any(input, *args, **kwargs):
+        if input.ndim == 3:
+            return ops.squeeze(pool(ops.unsqueeze(input, 0), *args, **kwargs), 0)
+        return pool(input, *args, **kwargs)
+    pool_any.__name__, pool_any.__doc__ = pool.__name__, pool.__doc__
+    return pool_any
+
+
+@_unbatched
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """The largest value of each window, as `torch.nn.functional.max_pool2d`. The whole
-    gradient goes to the first largest element of a window in row-major order, and a NaN
-    wins (both as PyTorch's CPU kernel)."""
+    gradient goes to the first largest element of a window in row-major order, a NaN
+    wins, and a real element beats the padding even at -inf (all as PyTorch's CPU
+    kernel)."""
     if pair(dilation, "dilation", 1) != (1, 1) or return_indices:
         raise ValueError("max_pool2d: dilation and return_indices are not supported; "
                          "expected dilation=1, return_indices=False")
     geometry = _Windows("max_pool2d", input, kernel_size, stride, padding, ceil_mode)
     padded = geometry.pad(input.data, -np.inf)
-    best = winner = None
+    # Which taps read real pixels, where there is padding: a real -inf beats the padding's.
+    real = dict(geometry.taps(geometry.pad(np.ones((1, 1) + geometry.in_size, bool), False))) \
+        if geometry.padded else None
+    best = winner = best_is_real = None
     for tap, view in geometry.taps(padded):
         if best is None:
             best, winner = view.copy(), np.zeros(view.shape, np.int32)
+            best_is_real = real[tap] if real else None
             continue
         better = (view > best) | np.isnan(view)
+        if real:
+            better = (better | ~best_is_real) & real[tap]
+            best_is_real = best_is_real | real[tap]
         np.copyto(best, view, where=better)
         winner[better] = tap
 
@@ -93,6 +119,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return Tensor._make(best, (input,), backward, "max_pool2d")
 
 
+@_unbatched
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """The mean of each window, as `torch.nn.functional.avg_pool2d`: padding counts in the
@@ -104,7 +131,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     for _, view in geometry.taps(padded):
         total = view.copy() if total is None else np.add(total, view, out=total)
     if divisor_override is not None:
-        if int(divisor_override) < 1:
+        if not isinstance(divisor_override, numbers.Integral) or divisor_override < 1:
             raise ValueError(f"avg_pool2d: divisor_override must be a positive integer, got "
                              f"{divisor_override!r}")
         divisor = np.asarray(int(divisor_override), input.dtype)

@@ -30,9 +30,11 @@ def _output_sizes(call, in_size, size, scale_factor):
 def _sources(in_size, out_size, scale_factor):
     """The input index each output index copies: floor(i * in/out) in float32, or
     floor(i / scale_factor) when a scale factor was given, clipped to the input (as
-    PyTorch's 'nearest')."""
+    PyTorch's 'nearest'); an output of exactly twice the input repeats each pixel twice."""
     if out_size == in_size:
         return np.arange(out_size)
+    if out_size == 2 * in_size:  # PyTorch's special case, whatever the scale factor said
+        return np.arange(out_size) // 2
     ratio = np.float32(1 / scale_factor if scale_factor else in_size / out_size)
     index = np.floor(np.arange(out_size, dtype=np.float32) * ratio).astype(np.int64)
     return np.minimum(index, in_size - 1)
@@ -67,6 +69,9 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     in_size = input.shape[2:]
     out_size, scales = _output_sizes("interpolate", in_size, size, scale_factor)
     if recompute_scale_factor:
+        if size is not None:
+            raise ValueError("interpolate: recompute_scale_factor applies to scale_factor; "
+                             "with size= leave it None")
         scales = (None, None)
     rows, cols = (_sources(n, o, s) for n, o, s in zip(in_size, out_size, scales))
     repeats = _repeats(rows, in_size[0]), _repeats(cols, in_size[1])

@@ -141,12 +141,20 @@ class Module(Conversions):
     # ------------------------------------------------------------------ device and dtype
     def to(self, *args, dtype=None, device=None):
         """`model.to("cpu")` returns the model (the CPU is the one device); `model.to(dtype)`
-        casts every floating-point parameter and buffer in place, as PyTorch. As there,
-        cast before building the optimizer, which binds the parameters to its buffers."""
+        casts every floating-point parameter (and gradient) and buffer, as PyTorch. Cast
+        before building the optimizer, which binds the parameters to flat buffers of
+        their dtype (a cast after it is refused)."""
         dtype = to_arguments(args, dtype, device)
+        if dtype is not None and np.dtype(dtype).kind != "f":
+            raise TypeError(f"Module.to only casts to floating-point dtypes, got {dtype}")
+        if dtype is not None and any(p.grad_slot is not None for p in self.parameters()):
+            raise RuntimeError("Module.to(dtype) after an optimizer took the parameters into "
+                               "its flat buffers (of their old dtype); cast the model first, "
+                               "then build the optimizer")
         if dtype is not None:
             for param in self.parameters():
-                param.data, param.grad, param.grad_slot = param.data.astype(dtype), None, None
+                param.data = param.data.astype(dtype)
+                param.grad = None if param.grad is None else param.grad.astype(dtype)
             for module in self.modules():
                 for name in module._buffers:
                     buffer = getattr(module, name)

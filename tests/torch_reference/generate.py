@@ -82,6 +82,15 @@ CASES = {
     "flatten_unsqueeze_squeeze": (lambda x: x.flatten(1).unsqueeze(0).squeeze(0).unsqueeze(-1)
                                   .squeeze(), [normal(2, 1, 3, 1)]),
     "view": (lambda x: x.view(3, -1).T, [normal(2, 3, 2)]),
+    # edge cases found in review
+    "interpolate_scale_just_over_2": (lambda x: F.interpolate(x, scale_factor=(1, 2.1)),
+                                      [normal(1, 2, 2, 4)]),
+    "max_pool2d_minus_inf_beside_padding": (lambda x: F.max_pool2d(x, 2, 1, 1),
+                                            [np.full((1, 1, 2, 3), -np.inf)]),
+    "max_pool2d_unbatched": (lambda x: F.max_pool2d(x, (2,), ()), [normal(2, 4, 5)]),
+    "avg_pool2d_unbatched": (lambda x: F.avg_pool2d(x, 3, 2, 1), [normal(3, 5, 4)]),
+    "nll_loss_all_ignored": (lambda x, t: F.nll_loss(x, t), [normal(3, 4),
+                                                             np.array([-100, -100, -100])]),
 }
 
 OPTIMIZER_CASES = {
