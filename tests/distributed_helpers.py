@@ -7,6 +7,7 @@ The collective tests hold at any world size: under `mpirun -n N python -m pytest
 does all of its collectives before it asserts anything, so a failing rank cannot leave
 the others waiting in the next test.
 """
+import functools
 import hashlib
 import importlib.util
 import os
@@ -143,6 +144,28 @@ def find_mpirun():
     return beside_python if os.access(beside_python, os.X_OK) else shutil.which("mpirun")
 
 
+def mpirun_command(ranks):
+    """`mpirun -n ranks` with the flags this MPI needs here, for every test that launches
+    a job: Open MPI refuses more ranks than cores without --oversubscribe and refuses to
+    run as root without --allow-run-as-root; MPICH and Intel MPI need neither."""
+    return [find_mpirun(), *_launcher_flags(), "-n", str(ranks)]
+
+
+@functools.cache
+def _launcher_flags():
+    version = subprocess.run([find_mpirun(), "--version"], capture_output=True, text=True,
+                             timeout=60)
+    if "Open MPI" not in version.stdout + version.stderr:
+        return ()
+    return ("--oversubscribe",) + (("--allow-run-as-root",) if os.geteuid() == 0 else ())
+
+
+def error_lines(stderr):
+    """numpy_dl's own error lines in a job's stderr. An MPI launcher may add lines of its
+    own after a rank exits with an error (Open MPI prints a block); those are not ours."""
+    return [line for line in stderr.splitlines() if line.startswith("numpy_dl:")]
+
+
 def mpi_skip_reason():
     """Why tests that launch mpirun cannot run here, or None."""
     if UNDER_MPI:
@@ -187,7 +210,7 @@ def run_script(name, *args, ranks=None, timeout=120, **env):
     """Run tests/mpi_scripts/`name` with `args`, under `mpirun -n ranks` or alone."""
     command = [sys.executable, os.path.join(SCRIPTS, name), *map(str, args)]
     if ranks is not None:
-        command = [find_mpirun(), "-n", str(ranks), *command]
+        command = [*mpirun_command(ranks), *command]
     return run(command, timeout, **env)
 
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from distributed_helpers import find_mpirun, needs_mpirun, output_of, run
+from distributed_helpers import error_lines, mpirun_command, needs_mpirun, output_of, run
 from numpy_dl import checkpoint
 from test_launch_faults import interrupt
 
@@ -22,7 +22,7 @@ RUNS = {"vae": ["--model", "vae", "--hidden-sizes", "64", "--latent-dim", "8", "
 
 
 def train(ranks, out, *extra):
-    command = [find_mpirun(), "-n", str(ranks), sys.executable, "-m", "numpy_dl.launch",
+    command = [*mpirun_command(ranks), sys.executable, "-m", "numpy_dl.launch",
                "train", *COMMON, "--out", str(out), *map(str, extra)]
     result, _ = run(command, timeout=300)
     assert result.returncode == 0, output_of(result)
@@ -78,7 +78,7 @@ def test_a_run_killed_at_four_ranks_resumes_at_two_to_the_one_rank_bytes(one_ran
 
 def test_a_default_mode_run_resumes_at_another_rank_count_with_a_note(tmp_path):
     out = tmp_path / "run"
-    command = [find_mpirun(), "-n", "2", sys.executable, "-m", "numpy_dl.launch", "train",
+    command = [*mpirun_command(2), sys.executable, "-m", "numpy_dl.launch", "train",
                "--global-batch-size", "64", "--epochs", "1", "--out", str(out)]
     result, _ = run(command, timeout=120)
     assert result.returncode == 0, output_of(result)
@@ -95,10 +95,10 @@ def test_a_default_mode_run_resumes_at_another_rank_count_with_a_note(tmp_path):
 ])
 def test_unsupported_rank_counts_and_batches_are_one_line(tmp_path, ranks, batch, message):
     import re
-    command = [find_mpirun(), "-n", str(ranks), sys.executable, "-m", "numpy_dl.launch",
+    command = [*mpirun_command(ranks), sys.executable, "-m", "numpy_dl.launch",
                "train", "--deterministic", "--global-batch-size", str(batch),
                "--out", str(tmp_path / "run")]
     result, _ = run(command, timeout=120)
-    lines = [line for line in result.stderr.splitlines() if line.startswith("numpy_dl:")]
+    lines = error_lines(result.stderr)
     assert result.returncode == 2 and len(lines) == 1, output_of(result)
     assert re.search(message, lines[0]) and not (tmp_path / "run").exists()

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from distributed_helpers import REPO, find_mpirun, needs_mpirun, output_of, run, subprocess_env
+from distributed_helpers import REPO, mpirun_command, needs_mpirun, output_of, run, subprocess_env
 from numpy_dl import checkpoint
 
 pytestmark = [needs_mpirun, pytest.mark.slow]
@@ -29,7 +29,7 @@ STOPPED = 75
 
 
 def command(ranks, out, *extra):
-    return [find_mpirun(), "-n", str(ranks), sys.executable, "-m", "numpy_dl.launch", *TRAIN,
+    return [*mpirun_command(ranks), sys.executable, "-m", "numpy_dl.launch", *TRAIN,
             "--epochs", str(EPOCHS), "--out", str(out), *map(str, extra)]
 
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from distributed_helpers import find_mpirun, needs_mpirun, output_of, run
+from distributed_helpers import mpirun_command, needs_mpirun, output_of, run
 
 ANY_SIZE_TEST_FILES = ["test_distributed_comm.py", "test_distributed_optimizer.py",
                        "test_distributed_join.py"]
@@ -28,7 +28,7 @@ pytestmark = needs_mpirun
 def test_collective_suites_pass_under_mpirun(ranks, files):
     pytest.importorskip("pytest_mpi", reason="the MPI runs use pytest-mpi's --with-mpi")
     here = os.path.dirname(os.path.abspath(__file__))
-    command = [find_mpirun(), "-n", str(ranks), sys.executable, "-m", "pytest", "--with-mpi",
+    command = [*mpirun_command(ranks), sys.executable, "-m", "pytest", "--with-mpi",
                "-q", "-p", "no:cacheprovider",
                *(os.path.join(here, name) for name in files)]
     result, _ = run(command, timeout=300, NUMPY_DL_STALL_TIMEOUT=60)
