@@ -38,6 +38,19 @@ def test_digits_ship_with_their_attribution():
     assert "Alpaydin" in text and "CC BY 4.0" in text
 
 
+def test_mnist_5k_is_the_shipped_28x28_subset():
+    images, labels = datasets.load("mnist-5k")
+    check_contract((images, labels), 5000, (1, 28, 28))
+    assert images.min() == 0 and images.max() == 1
+    assert np.array_equal(np.bincount(labels), [500] * 10)
+    assert np.array_equal(images * 255, np.round(images * 255))  # uint8 pixels, exactly
+    ink = images.reshape(5000, -1).mean(axis=1)
+    assert 0.05 < ink.mean() < 0.25 and ink.min() > 0  # real digits: some ink, mostly paper
+    from importlib import resources
+    text = resources.files("numpy_dl.data").joinpath("MNIST_5K.md").read_text()
+    assert "LeCun" in text and "CC BY-SA 3.0" in text
+
+
 # ---------------------------------------------------------------- MNIST IDX files
 
 def idx_bytes(array, magic):

@@ -3,8 +3,9 @@
 Every loader returns an `ImageData(images, labels)` named tuple: `images` is float32 of
 shape (N, C, H, W) with values in [0, 1], which is what the models' Sigmoid outputs and
 the BCE losses assume, and `labels` is int64 of shape (N,), or None when the source has
-none. The sources are the UCI digits shipped inside the package (so training works
-offline and from an installed wheel), MNIST and Fashion-MNIST read from the IDX files in a
+none. The sources are two sets of real digits shipped inside the package (so training
+works offline and from an installed wheel: the UCI 8x8 digits, and 5,000 MNIST 28x28
+digits at the user guide's sizes), MNIST and Fashion-MNIST read from the IDX files in a
 directory the user names (the package never downloads), images saved as `.npz`/`.npy`
 (read without pickle, so an untrusted file cannot run code), and a seeded synthetic set
 of any size for benchmarks. `load(spec)` maps the command line's dataset argument onto
@@ -27,14 +28,15 @@ from .. import runtime
 from .npy_files import read_npy, read_npz
 
 __all__ = ["DatasetError", "ImageData", "SPEC_FORMS", "SYNTHETIC_SHAPES", "load",
-           "load_digits", "load_mnist", "load_fashion_mnist", "load_array_file",
+           "load_digits", "load_mnist_5k", "load_mnist", "load_fashion_mnist", "load_array_file",
            "synthetic_images", "train_val_split"]
 
-SPEC_FORMS = ("digits", "mnist:DIR", "fashion-mnist:DIR", "npz:PATH (.npz or .npy)",
+SPEC_FORMS = ("digits", "mnist-5k", "mnist:DIR", "fashion-mnist:DIR", "npz:PATH (.npz or .npy)",
               "synthetic", "synthetic:N")
 SYNTHETIC_SHAPES = ("blob", "rectangle", "ring", "cross")  # label k is SYNTHETIC_SHAPES[k]
 
 _DIGITS_FILE = "uci_digits_8x8.npz"
+_MNIST_5K_FILE = "mnist_5k_28x28.npz"
 _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 0x00000803, 0x00000801  # unsigned bytes, 3-d / 1-d
 _SYNTHETIC_CHUNK_PIXELS = 1 << 22  # bounds the renderer's temporaries to ~16 MB each
 MAX_CLASSES = 1 << 20  # a label is a class index; a conditional model one-hot codes them
@@ -53,16 +55,28 @@ class ImageData(NamedTuple):
 # ---------------------------------------------------------------- built-in digits
 
 def load_digits():
-    """The 1,797 UCI handwritten digits (8x8, ten classes) shipped with the package.
+    """The 1,797 UCI handwritten digits (8x8, ten classes) shipped with the package; see
+    DIGITS.md beside the file for its origin and license."""
+    # Pixels are counts of set cells in a 4x4 block of the 32x32 scan, so 16 is full ink.
+    return _packaged(_DIGITS_FILE, full_ink=16)
+
+
+def load_mnist_5k():
+    """5,000 real MNIST digits (28x28, 500 of each class) shipped with the package, so the
+    user guide's sizes (784 inputs, 28x28 images) train on real data offline; see
+    MNIST_5K.md beside the file for its origin and license (CC BY-SA 3.0)."""
+    return _packaged(_MNIST_5K_FILE, full_ink=255)
+
+
+def _packaged(name, full_ink):
+    """A dataset file shipped in this package: uint8 'images' (N, H, W) and 'labels'.
 
     Read through importlib.resources so it works from a source tree, an installed wheel or
-    a zip; see DIGITS.md beside the file for its origin and license.
-    """
-    raw = resources.files(__package__).joinpath(_DIGITS_FILE).read_bytes()
+    a zip."""
+    raw = resources.files(__package__).joinpath(name).read_bytes()
     with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
         images, labels = archive["images"], archive["labels"]
-    # Pixels are counts of set cells in a 4x4 block of the 32x32 scan, so 16 is full ink.
-    return ImageData((images.astype(np.float32) / np.float32(16))[:, None],
+    return ImageData((images.astype(np.float32) / np.float32(full_ink))[:, None],
                      labels.astype(np.int64))
 
 
@@ -343,6 +357,8 @@ def load(spec, train=True):
     kind, has_argument, argument = str(spec).strip().partition(":")
     if kind == "digits" and not has_argument:
         return load_digits()
+    if kind == "mnist-5k" and not has_argument:
+        return load_mnist_5k()
     if kind == "synthetic":
         if not has_argument:
             return synthetic_images()

@@ -135,8 +135,8 @@ def option(default, help, convert, metavar=None, flag_value=None):
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = option("vae", "autoencoder to train", choice(*MODEL_NAMES))
-    dataset: str = option("digits", "digits, mnist:DIR, fashion-mnist:DIR, npz:PATH or "
-                          "synthetic[:N]", text, metavar="SPEC")
+    dataset: str = option("digits", "digits, mnist-5k (both built in), mnist:DIR, "
+                          "fashion-mnist:DIR, npz:PATH or synthetic[:N]", text, metavar="SPEC")
     epochs: int = option(60, "number of passes over the training set", integer(1))
     batch_size: int = option(32, "samples per rank per step; the global batch is this times "
                              "the number of ranks", integer(1))
