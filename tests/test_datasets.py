@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from numpy_dl.data import datasets
+from numpy_dl.data import datasets, mapped
 from numpy_dl.data.datasets import DatasetError
 
 TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
@@ -307,3 +307,64 @@ def test_train_val_split_is_deterministic_per_seed():
 def test_train_val_split_rejects_bad_fractions(fraction):
     with pytest.raises(DatasetError, match=r"val_fraction must lie in \[0, 1\)"):
         datasets.train_val_split(10, fraction)
+
+
+# ---------------------------------------------------------------- memory-mapped files
+
+@pytest.mark.parametrize("dtype, scale", [(np.uint8, 255), (np.float32, 1), (np.float64, 1)])
+def test_mapped_npy_reads_the_samples_indexed_as_float32(tmp_path, dtype, scale):
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 6, 6))
+    stored = (pixels if scale == 255 else pixels / 255).astype(dtype)
+    np.save(tmp_path / "images.npy", stored)
+    images, labels = datasets.load(f"npz:{tmp_path / 'images.npy'}", mapped=True)
+    assert labels is None and images.shape == (20, 1, 6, 6) and len(images) == 20
+    in_memory, _ = datasets.load(f"npz:{tmp_path / 'images.npy'}")
+    assert isinstance(in_memory, np.ndarray) and not isinstance(in_memory, np.memmap)
+    if dtype == np.float32:
+        assert isinstance(images, np.memmap) and not images.flags.writeable
+    else:
+        assert isinstance(images, mapped.MappedImages)
+    rows = np.array([7, 3, 3, 19])
+    batch = images[rows]
+    assert batch.dtype == np.float32 and batch.shape == (4, 1, 6, 6)
+    np.testing.assert_array_equal(batch, in_memory[rows])
+    np.testing.assert_array_equal(np.asarray(images), in_memory)
+
+
+def test_mapped_npy_is_checked_like_an_in_memory_one(tmp_path):
+    bad = np.zeros((10, 4, 4), np.float32)
+    bad[9, 3, 3] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(datasets.DatasetError, match="holds float pixels from nan to nan"):
+        datasets.load(f"npz:{tmp_path / 'nan.npy'}", mapped=True)
+    np.save(tmp_path / "wide.npy", np.full((3, 4, 4), 300, np.int16))
+    with pytest.raises(datasets.DatasetError, match="integer pixels from 300 to 300"):
+        datasets.load(f"npz:{tmp_path / 'wide.npy'}", mapped=True)
+
+
+def test_value_range_reads_in_chunks():
+    array = np.arange(100, dtype=np.float32).reshape(25, 4)
+    assert mapped.value_range(array, rows_per_chunk=3) == (0, 99)
+
+
+def test_mnist_idx_is_decoded_once_to_a_mapped_cache(tmp_path):
+    images, labels = write_mnist(tmp_path, gz=True)
+    first = datasets.load(f"mnist:{tmp_path}", mapped=True)
+    cache = list((tmp_path / ".numpy_dl_cache").iterdir())
+    assert len(cache) == 1 and cache[0].suffix == ".npy"
+    assert isinstance(first.images, mapped.MappedImages)
+    np.testing.assert_array_equal(first.images[np.arange(5)], images[:, None] / np.float32(255))
+    np.testing.assert_array_equal(first.labels, labels)
+    stamp = cache[0].stat().st_mtime_ns
+    again = datasets.load(f"mnist:{tmp_path}", mapped=True)
+    assert cache[0].stat().st_mtime_ns == stamp  # read from the cache, not decoded again
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))
+
+
+def test_mnist_cache_moves_home_when_the_data_folder_cannot_hold_it(tmp_path, monkeypatch):
+    write_mnist(tmp_path)
+    (tmp_path / ".numpy_dl_cache").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    loaded = datasets.load(f"mnist:{tmp_path}", mapped=True)
+    assert isinstance(loaded.images, mapped.MappedImages)
+    assert len(list((tmp_path / "home" / ".cache" / "numpy_dl").rglob("*.npy"))) == 1

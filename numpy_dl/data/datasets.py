@@ -13,9 +13,11 @@ them. Anything unusable raises `DatasetError`, a ValueError whose message names 
 or spec at fault and what was expected, so the launcher can print it as one line.
 """
 import gzip
+import hashlib
 import io
 import math
 import operator
+import os
 import zipfile
 import zlib
 from importlib import resources
@@ -25,7 +27,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import runtime
-from .npy_files import read_npy, read_npz
+from .mapped import MappedImages, value_range
+from .npy_files import map_npy, read_npy, read_npz
 
 __all__ = ["DatasetError", "ImageData", "SPEC_FORMS", "SYNTHETIC_SHAPES", "load",
            "load_digits", "load_mnist_5k", "load_mnist", "load_fashion_mnist", "load_array_file",
@@ -82,18 +85,20 @@ def _packaged(name, full_ink):
 
 # ---------------------------------------------------------------- MNIST (IDX files)
 
-def load_mnist(directory, train=True):
+def load_mnist(directory, train=True, mapped=False):
     """MNIST from its four standard IDX files (plain or .gz) in `directory`.
 
     `train` picks train-* (60,000 images) or t10k-* (10,000). Nothing is downloaded: HPC
     compute nodes are often offline, so users fetch the files once and name the folder.
+    With `mapped`, the images are decoded once to a `.npy` cache (see `_idx_cache`) and
+    memory-mapped from it, as a `.npy` dataset is.
     """
-    return _load_idx_pair(directory, train, "mnist")
+    return _load_idx_pair(directory, train, "mnist", mapped)
 
 
-def load_fashion_mnist(directory, train=True):
+def load_fashion_mnist(directory, train=True, mapped=False):
     """Fashion-MNIST, which ships under the same IDX file names and format as MNIST."""
-    return _load_idx_pair(directory, train, "fashion-mnist")
+    return _load_idx_pair(directory, train, "fashion-mnist", mapped)
 
 
 def _idx_names(train):
@@ -101,7 +106,7 @@ def _idx_names(train):
     return f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
 
 
-def _load_idx_pair(directory, train, title):
+def _load_idx_pair(directory, train, title, mapped=False):
     directory = Path(directory)
     names = _idx_names(train)
     expected = f"expected {names[0]} and {names[1]} (each plain or .gz) in {directory}"
@@ -113,16 +118,49 @@ def _load_idx_pair(directory, train, title):
         raise DatasetError(f"{title}: {directory} has no {' or '.join(missing)}; {expected}")
     arrays = []
     for path, magic, ndim in zip(paths, (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC), (3, 1)):
-        try:
-            arrays.append(_parse_idx(_read_maybe_gzipped(path), magic, ndim))
-        except _MalformedIdx as problem:
-            raise DatasetError(f"{title}: {path} is malformed: {problem}; {expected}") from None
+        def decode(path=path, magic=magic, ndim=ndim):
+            try:
+                return _parse_idx(_read_maybe_gzipped(path), magic, ndim)
+            except _MalformedIdx as problem:
+                raise DatasetError(f"{title}: {path} is malformed: {problem}; "
+                                   f"{expected}") from None
+        arrays.append(_idx_cache(path, decode) if mapped and ndim == 3 else decode())
     images, labels = arrays
     if len(images) != len(labels):
         raise DatasetError(f"{title}: {directory} holds {len(images)} images but "
                            f"{len(labels)} labels; expected one label per image")
+    if isinstance(images, np.memmap):
+        return ImageData(MappedImages(images[:, None], 255), labels.astype(np.int64))
     return ImageData((images.astype(np.float32) / np.float32(255))[:, None],
                      labels.astype(np.int64))
+
+
+def _idx_cache(path, decode):
+    """The IDX file `path` decoded once (by `decode()`) into a `.npy` file and mapped.
+
+    The cache sits in a `.numpy_dl_cache` folder beside the IDX files, or in
+    ~/.cache/numpy_dl where that folder cannot be written; its name holds the IDX file's
+    size and modification time, so a changed file is decoded again. Every rank may write
+    it at once: each writes a file of its own and renames it into place, and the copies
+    are identical. Where nothing can be written, the images stay in memory."""
+    stat = path.stat()
+    name = f"{path.name}.{stat.st_size}-{stat.st_mtime_ns}.npy"
+    where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    home = Path.home() / ".cache" / "numpy_dl" / where
+    for folder in (path.parent / ".numpy_dl_cache", home):
+        cached = folder / name
+        try:
+            if not cached.is_file():
+                decoded = decode()
+                folder.mkdir(parents=True, exist_ok=True)
+                partial = folder / f".{name}.{os.getpid()}.tmp"
+                with open(partial, "wb") as file:
+                    np.save(file, decoded)
+                os.replace(partial, cached)
+            return map_npy(cached)
+        except OSError:
+            continue
+    return decode()
 
 
 class _MalformedIdx(Exception):
@@ -168,8 +206,13 @@ def _parse_idx(data, magic, ndim):
 
 # ---------------------------------------------------------------- .npz / .npy files
 
-def load_array_file(path):
+def load_array_file(path, mapped=False):
     """Images (and optional labels) from a `.npy` or `.npz` file, read without pickle.
+
+    With `mapped`, a `.npy` file stays in the file, memory-mapped (see mapped.py): the
+    images are the mapped array itself when they are float32 already, else a
+    MappedImages that converts the samples indexed; a `.npz` (compressed, zipped) is
+    always read into memory.
 
     A `.npy` holds the images alone. A `.npz` holds them under 'images' or 'x' and may
     hold labels under 'labels' or 'y'. Images may be (N, H, W), (N, C, H, W) or flat
@@ -185,7 +228,7 @@ def load_array_file(path):
         if zipfile.is_zipfile(path):
             images, labels = _npz_arrays(read_npz(path), path)
         else:
-            images, labels = read_npy(path), None
+            images, labels = (map_npy(path) if mapped else read_npy(path)), None
     except DatasetError:
         raise
     except Exception as error:  # zipfile's and NumPy's parsers fail in many ways on damage
@@ -233,17 +276,19 @@ def _to_unit_float(array, source):
     if not (is_integer or np.issubdtype(array.dtype, np.floating)):
         raise DatasetError(f"{source} holds {array.dtype} images; expected integer or "
                            f"floating-point pixels")
-    low, high = array.min(), array.max()
-    if is_integer:
-        if low < 0 or high > 255:
-            raise DatasetError(f"{source} holds integer pixels from {low} to {high}; "
-                               f"expected 0..255 (or 0..1)")
-        if high > 1:
-            return array.astype(np.float32) / np.float32(255)
-    elif not (low >= 0 and high <= 1):  # written so that NaN fails too
+    mapped = isinstance(array, np.memmap)
+    low, high = value_range(array) if mapped else (array.min(), array.max())
+    if is_integer and (low < 0 or high > 255):
+        raise DatasetError(f"{source} holds integer pixels from {low} to {high}; "
+                           f"expected 0..255 (or 0..1)")
+    if not is_integer and not (low >= 0 and high <= 1):  # written so that NaN fails too
         raise DatasetError(f"{source} holds float pixels from {low} to {high}; expected "
                            f"values in [0, 1] (scale them before saving)")
-    return array.astype(np.float32, copy=False)
+    divisor = 255 if is_integer and high > 1 else 1
+    if mapped:  # converted a batch at a time, so the file stays shared and paged
+        return array if array.dtype == np.float32 else MappedImages(array, divisor)
+    return array.astype(np.float32) / np.float32(divisor) if divisor > 1 \
+        else array.astype(np.float32, copy=False)
 
 
 def _as_labels(labels, count, source):
@@ -348,11 +393,12 @@ def _positive_int(value, name):
 
 # ---------------------------------------------------------------- specs and splits
 
-def load(spec, train=True):
+def load(spec, train=True, mapped=False):
     """The dataset a command-line spec names: one of `SPEC_FORMS`.
 
     `train` picks MNIST's and Fashion-MNIST's training or test files; the other sources
-    are a single set, which `train_val_split` divides.
+    are a single set, which `train_val_split` divides. `mapped` leaves a `.npy` file's
+    images in the file, memory-mapped (see load_array_file), as the launcher does.
     """
     kind, has_argument, argument = str(spec).strip().partition(":")
     if kind == "digits" and not has_argument:
@@ -367,9 +413,9 @@ def load(spec, train=True):
             raise DatasetError(f"dataset {spec!r} needs a positive integer count, as in "
                                f"synthetic:10000")
         return synthetic_images(count)
-    loaders = {"mnist": lambda where: load_mnist(where, train),
-               "fashion-mnist": lambda where: load_fashion_mnist(where, train),
-               "npz": load_array_file}
+    loaders = {"mnist": lambda where: load_mnist(where, train, mapped),
+               "fashion-mnist": lambda where: load_fashion_mnist(where, train, mapped),
+               "npz": lambda path: load_array_file(path, mapped)}
     if kind in loaders and argument:
         return loaders[kind](argument)
     raise DatasetError(f"unknown dataset {spec!r}; expected one of {', '.join(SPEC_FORMS)}")

@@ -37,12 +37,24 @@ def read_npz(path):
 def read_npy(path):
     """The array of an .npy file."""
     with open(path, "rb") as file:
-        file.seek(0, 2)
-        size = file.tell()
-        file.seek(0)
-        _check_header(file, size, str(path))
-        file.seek(0)
+        _check_file(file, path)
         return np.lib.format.read_array(file, allow_pickle=False)
+
+
+def map_npy(path):
+    """The array of an .npy file, memory-mapped read-only (see data/mapped.py)."""
+    with open(path, "rb") as file:
+        _check_file(file, path)
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _check_file(file, path):
+    """Check the header of the .npy file open as `file` against its size; rewinds it."""
+    file.seek(0, 2)
+    size = file.tell()
+    file.seek(0)
+    _check_header(file, size, str(path))
+    file.seek(0)
 
 
 def _check_header(file, size, name):
