@@ -10,12 +10,13 @@ from ..data import datasets
 from .errors import UsageError
 
 SPLITS = ("all", "train", "val")
+TEST_FILES = ("mnist", "fashion-mnist")  # the dataset kinds with test files of their own
 
 
 @dataclass
 class Data:
     spec: str
-    images: np.ndarray               # (N, C, H, W) float32 in [0, 1]
+    images: np.ndarray               # (N, C, H, W) float32 in [0, 1], or a MappedImages
     labels: Optional[np.ndarray]     # (N,) int64, or None
 
     @property
@@ -30,10 +31,16 @@ class Data:
         return None if self.labels is None else self.labels[indices]
 
 
-def load(spec):
-    """The dataset `spec` names (see datasets.SPEC_FORMS); raises DatasetError."""
-    images, labels = datasets.load(spec)
+def load(spec, test=False):
+    """The dataset `spec` names (see datasets.SPEC_FORMS), or with `test` its test files
+    (MNIST's t10k-*, see has_test_files); raises DatasetError. A `.npy` file stays
+    memory-mapped, read a batch at a time and shared by the node's ranks."""
+    images, labels = datasets.load(spec, train=not test, mapped=True)
     return Data(spec, images, labels)
+
+
+def has_test_files(spec):
+    return str(spec).strip().partition(":")[0] in TEST_FILES
 
 
 def with_absolute_path(spec):
