@@ -36,7 +36,8 @@ it, or when it is broken or names a missing file, the checkpoint of the highest 
 counts as the latest, with a warning). Every file is written by `write_atomically`, and
 `latest` moves only after its checkpoint is complete, so a writer killed at any moment
 leaves the previous checkpoint and `latest` valid. `load_latest` goes further back when
-the newest file does not verify.
+the newest file does not verify. `save_as` writes one checkpoint file under a name of its
+own (a run's checkpoints/best.npz), which neither `latest` nor the pruning ever counts.
 
     path = checkpoint.save(run_dir, model, optimizer, epoch=3, step=1200, config=cfg)
     ckpt = checkpoint.load(checkpoint.latest(run_dir))   # latest -> None if none yet
@@ -67,7 +68,7 @@ LEGACY_CONV_MODELS = ("ConvAutoencoder", "ConvVariationalAutoencoder")
 LEGACY_DECODER = {"decoder_fc_activation": "relu"}
 POINTER = "latest"
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)\.npz")
-_TEMPORARY_NAME = re.compile(r"\.(checkpoint-\d+\.npz|latest)\.tmp")
+_TEMPORARY_NAME = re.compile(r"\.(.+\.npz|latest)\.tmp")  # left by a killed writer
 
 
 class CheckpointError(Exception):
@@ -127,6 +128,21 @@ def save(directory, model, optimizer=None, *, epoch=0, step=0, config=None,
     written checkpoints."""
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise ValueError(f"checkpoint.save: keep must be an integer >= 1, got {keep!r}")
+    name = f"checkpoint-{int(step):09d}.npz"
+    path = save_as(os.path.join(directory, name), model, optimizer, epoch=epoch, step=step,
+                   config=config, data_position=data_position,
+                   scheduler_state=scheduler_state, rng_states=rng_states)
+    write_atomically(os.path.join(directory, POINTER), f"{name}\n".encode())
+    _prune(directory, keep, newest=name)
+    return path
+
+
+def save_as(path, model, optimizer=None, *, epoch=0, step=0, config=None,
+            data_position=None, scheduler_state=None, rng_states=None):
+    """Write a checkpoint file at `path` (atomically, as `save`) and return the path, outside
+    any rotation: `latest` stays as it is and nothing is pruned, so a file kept for its own
+    sake (a run's best checkpoint) lives beside the rotating ones. The arguments are
+    `save`'s."""
     if int(step) < 0 or int(epoch) < 0:
         raise ValueError(f"checkpoint.save: epoch and step must be >= 0, got {epoch}, {step}")
     rng_states = [ndl_random.get_rng_state()] if rng_states is None else list(rng_states)
@@ -148,13 +164,9 @@ def save(directory, model, optimizer=None, *, epoch=0, step=0, config=None,
                         f"lists, dicts; finite): {exc}") from None
     arrays["metadata"] = np.frombuffer(text.encode(), dtype=np.uint8)
     arrays["checksum"] = np.frombuffer(_checksum(arrays).encode(), dtype=np.uint8)
-    name = f"checkpoint-{int(step):09d}.npz"
-    path = os.path.join(directory, name)
-    os.makedirs(directory or ".", exist_ok=True)
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     write_atomically(path, lambda file: np.savez(file, **arrays))
-    write_atomically(os.path.join(directory, POINTER), f"{name}\n".encode())
-    _prune(directory, keep, newest=name)
-    return path
+    return os.fspath(path)
 
 
 def _arrays(model, optimizer):

@@ -106,6 +106,20 @@ def test_keeps_the_last_k_and_points_at_the_newest(tmp_path):
     assert listing == ["checkpoint-000000003.npz", "checkpoint-000000004.npz", "latest"]
 
 
+def test_a_checkpoint_saved_as_a_file_of_its_own_stays_outside_the_rotation(tmp_path):
+    directory = shared_directory(tmp_path, comm)
+    run = make_run(seed=1)
+    save(directory, *run, step=1, keep=1)
+    best = checkpoint.save_as(os.path.join(directory, "best.npz"), run[0], run[1], epoch=0,
+                              step=1, data_position={"batch": 1}, comm=comm)
+    newest = save(directory, *run, step=2, keep=1)
+    listing = comm.bcast_object(sorted(os.listdir(directory)) if comm.is_main else None)
+    loaded = checkpoint.load(best, comm)
+    assert listing == ["best.npz", "checkpoint-000000002.npz", "latest"]
+    assert checkpoint.latest(directory, comm) == newest  # never the best one
+    assert loaded.step == 1 and digest(loaded.model_state) == digest(run[0].state_dict())
+
+
 def test_without_its_pointer_the_highest_step_is_the_latest(tmp_path):
     directory = shared_directory(tmp_path, comm)
     run = make_run(seed=1)

@@ -148,13 +148,15 @@ VALUES = st.one_of(st.integers(-3, 70).map(str), st.sampled_from(
     ["0", "-1", "1e9", "nan", "inf", "9223372036854775808", "10" * 20, "", "x", "256,128",
      "64,", ",", "auto", "digits", "synthetic:40", "synthetic:0", "synthetic:1e3",
      "npz:/no/such.npz", "mnist:/nowhere", "vae", "ae", "conv-ae", "cvae", "adam", "sgd",
-     "step", "cosine", "bce", "mse", "true", "\u00e9\u0000", "1,2,3"]))
+     "step", "cosine", "bce", "mse", "true", "\u00e9\u0000", "1,2,3", "fp16", "none"]))
 TRAIN_FLAGS = ["--model", "--dataset", "--epochs", "--batch-size", "--global-batch-size",
                "--lr", "--optimizer", "--weight-decay", "--momentum", "--lr-schedule",
                "--lr-gamma", "--lr-step", "--beta", "--latent-dim", "--hidden-sizes",
                "--base-channels", "--recon-loss", "--noise-std", "--val-fraction", "--seed",
                "--checkpoint-every", "--checkpoint-every-steps", "--keep",
-               "--replica-check-every", "--threads", "--resume", "--bogus", "--ep"]
+               "--replica-check-every", "--threads", "--resume", "--bogus", "--ep",
+               "--accumulate", "--compression", "--clip-grad-norm", "--warmup-epochs",
+               "--warmup-steps", "--validate-every", "--early-stopping", "--deterministic"]
 QUICK = ["--dataset", "synthetic:48", "--epochs", "1", "--hidden-sizes", "16",
          "--latent-dim", "2", "--base-channels", "2", "--batch-size", "16"]
 
@@ -208,11 +210,13 @@ def test_fuzzed_toml_configs_succeed_or_fail_in_one_line(entries, garbage):
 
 
 COMMAND_VALUES = st.sampled_from(["0", "1", "3", "-2", "10001", "9223372036854775808", "x",
-                                  "0.5", "1.5", "3,17", "0,99999", "train", "val", "all", ""])
+                                  "0.5", "1.5", "3,17", "0,99999", "train", "val", "all",
+                                  "test", ""])
 
 
 @settings(FUZZ, max_examples=60)
-@given(command=st.sampled_from(["sample", "reconstruct", "interpolate", "encode", "score"]),
+@given(command=st.sampled_from(["sample", "reconstruct", "interpolate", "encode", "score",
+                                "evaluate"]),
        pairs=st.lists(st.tuples(st.sampled_from(["--num", "--columns", "--steps", "--between",
                                                  "--quantile", "--split", "--batch-size",
                                                  "--seed", "--random", "--dataset"]),

@@ -4,16 +4,21 @@ written before untouched. (test_launch_mpi.py runs the same under mpirun.)"""
 import csv
 import json
 import os
+import re
+import sys
 import time
 import warnings
 
 import numpy as np
 import pytest
 
-from distributed_helpers import UNDER_MPI
+import numpy_dl
+from distributed_helpers import UNDER_MPI, run
 from launch_helpers import QUICK, one_line_error, png_size, snapshot
+from numpy_dl.distributed import SingleProcessCommunicator
 from numpy_dl.launch import progress
-from numpy_dl.launch.cli import main
+from numpy_dl.launch.cli import build_parser, main, script
+from numpy_dl.launch.console import Console
 from numpy_dl.launch.config import tomllib  # or tomli, on Python 3.10
 
 pytestmark = pytest.mark.skipif(UNDER_MPI, reason="trains in this process as a world of one; "
@@ -34,21 +39,22 @@ def runs(tmp_path_factory):
 
 def test_a_run_directory_holds_config_metrics_checkpoints_and_pictures(runs):
     run = runs / "vae"
-    assert sorted(os.listdir(run)) == [".lock", "checkpoints", "config.toml", "images",
-                                       "loss.png", "metrics.jsonl"]
+    assert sorted(os.listdir(run)) == [".lock", "checkpoints", "config.toml", "images", "logs",
+                                       "loss.png", "metrics.csv", "metrics.jsonl"]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     for key in ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl",
                 "samples_per_s", "seconds", "lr", "step"):
         assert all(np.isfinite(r[key]) for r in records), key
-    assert sorted(os.listdir(run / "images")) == [
-        "reconstructions-epoch-0001.png", "reconstructions-epoch-0002.png",
-        "samples-epoch-0001.png", "samples-epoch-0002.png"]
+    # --images-every 12 by default: a 2-epoch run draws its last epoch alone
+    assert sorted(os.listdir(run / "images")) == ["reconstructions-epoch-0002.png",
+                                                  "samples-epoch-0002.png"]
     assert png_size(run / "images" / "samples-epoch-0002.png") == (8 * 34 + 2,) * 2
     # 16 validation digits over 2 pairs of rows of 8
-    assert png_size(run / "images" / "reconstructions-epoch-0001.png") == (274, 138)
-    assert png_size(run / "loss.png") == (640, 400)
-    assert sorted(os.listdir(run / "checkpoints")) == ["checkpoint-000000000.npz",
+    assert png_size(run / "images" / "reconstructions-epoch-0002.png") == (274, 138)
+    assert png_size(run / "loss.png") == (1200, 750)
+    # best.npz: the epoch of the lowest validation loss, outside the --keep rotation
+    assert sorted(os.listdir(run / "checkpoints")) == ["best.npz", "checkpoint-000000000.npz",
                                                      "checkpoint-000000010.npz", "latest"]
 
 
@@ -125,7 +131,8 @@ def test_conv_and_conditional_models_train_and_sample(launch, tmp_path, model):
 
 def test_a_progress_bar_on_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True, raising=False)
-    bar = progress.Progress(True, epochs=3, steps_per_epoch=2, global_batch=64)
+    bar = progress.Progress(Console(SingleProcessCommunicator()), epochs=3, steps_per_epoch=2,
+                            global_batch=64)
     bar.start_epoch(1)
     bar.step(0.5)
     time.sleep(0.15)  # tqdm redraws at most every 0.1 s
@@ -181,11 +188,22 @@ def test_info_works_without_mpi(launch):
     (["train", "--bogus"], r"train: unknown argument '--bogus'; `.* --help` lists the options"),
     (["train", "--model", "gan"], r"--model: expected one of ae, conv-ae, vae, conv-vae, cvae"),
     (["train", "--dataset", "cifar"], r"unknown dataset 'cifar'; expected one of digits, "
-                                      r"mnist:DIR"),
+                                      r"mnist-5k, mnist:DIR"),
     (["train", "--dataset", "mnist:/no/such/dir"], r"mnist: directory /no/such/dir does not exist"),
     (["train", "--resume", "auto"], r"--resume auto continues the run in --out"),
     (["sample", "--checkpoint", "/no/such/run"], r"checkpoint /no/such/run does not exist"),
-    (["frobnicate"], r"invalid choice: 'frobnicate'"),
+    (["frobnicate"], r"unknown command 'frobnicate'; expected one of train, sample, "),
+    (["trian"], r"^numpy_dl: error: python -m numpy_dl.launch: unknown command 'trian'; "
+                r"did you mean train\?$"),
+    (["smaple", "--checkpoint", "x"], r"unknown command 'smaple'; did you mean sample\?$"),
+    (["train", "--hidden-sizes", "256", "128"], r"unknown argument '128'; --hidden-sizes takes "
+     r"its values comma separated, as in --hidden-sizes 256,128$"),
+    (["train", "--hidden-sizes=256,", "128", "64"], r"unknown argument '128'; --hidden-sizes "
+     r"takes its values comma separated, as in --hidden-sizes 256,128,64$"),
+    (["train", "--hidden-sizes", "64", "--epochs", "2", "5"],
+     r"unknown argument '5'; `python -m numpy_dl.launch train --help` lists the options$"),
+    (["train", "-n", "8"], r"unknown argument '-n'; the number of ranks is mpirun's option: "
+                           r"mpirun -n N python -m numpy_dl.launch train$"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(launch, tmp_path, argv, pattern):
     code, out, err = launch(*argv, *(["--out", tmp_path / "run"] if argv[0] == "train"
@@ -239,3 +257,62 @@ def test_a_damaged_checkpoint_is_a_runtime_failure_exit_1(launch, runs, tmp_path
     code, _, err = launch("encode", "--checkpoint", damaged, "--out", tmp_path / "out")
     one_line_error(err, code, 1, r"damaged")
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- the command line itself
+
+def test_version_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"numpy_dl {numpy_dl.__version__}\n"
+
+
+@pytest.mark.parametrize("module", ["numpy_dl", "numpy_dl.launch"])
+def test_python_m_runs_the_launcher_under_the_name_typed(module):
+    result, _ = run([sys.executable, "-m", module, "--version"], timeout=60)
+    assert (result.returncode, result.stdout) == (0, f"numpy_dl {numpy_dl.__version__}\n")
+    result, _ = run([sys.executable, "-m", module, "trian"], timeout=60)
+    one_line_error(result.stderr, result.returncode, 2,
+                   rf"^numpy_dl: error: python -m {re.escape(module)}: unknown command 'trian'")
+    result, _ = run([sys.executable, "-m", module, "score", "--help"], timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: python -m {module} score [-h] --checkpoint PATH")
+
+
+def test_the_console_script_is_named_numpy_dl(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/numpy-dl", "trian"])
+    code = script()
+    one_line_error(capsys.readouterr().err, code, 2,
+                   r"^numpy_dl: error: numpy-dl: unknown command 'trian'; did you mean train\?$")
+
+
+def test_every_command_describes_itself_in_its_help():
+    """`COMMAND --help` opens with a sentence of what the command does, not only the
+    command list's few words."""
+    for name, command in build_parser().commands.items():
+        assert command.description and command.description.endswith("."), name
+        assert command.description[0].isupper(), name
+        shown = " ".join(command.format_help().split())
+        assert f" {' '.join(command.description.split())} options:" in shown, name
+
+
+# The kinds of value an option takes, as every command shows them; or {the,choices}.
+PLACEHOLDERS = {"N", "X", "BOOL", "PATH", "DIR", "SPEC", "N,N,...", "I,J", "auto|PATH"}
+
+
+def test_placeholders_name_the_kind_of_value_alike_in_every_command():
+    shown = {}
+    for name, command in build_parser().commands.items():
+        for action in command._actions:
+            if not action.option_strings or action.nargs == 0:
+                continue  # --help, --version, --random: flags without a value
+            flag = action.option_strings[0]
+            if action.metavar is None:  # argparse shows the choices, or FLAG_NAME
+                assert action.choices is not None, f"{name} {flag}: no placeholder"
+                continue
+            assert action.metavar in PLACEHOLDERS or re.fullmatch(
+                r"\{[a-z0-9-]+(,[a-z0-9-]+)*\}", action.metavar), (name, flag, action.metavar)
+            shown.setdefault(flag, set()).add(action.metavar)
+    assert {flag: kinds for flag, kinds in shown.items() if len(kinds) > 1} == {}
+    assert shown["--batch-size"] == shown["--threads"] == shown["--seed"] == {"N"}

@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from distributed_helpers import error_lines, mpirun_command, needs_mpirun, output_of, run
-from launch_helpers import png_size
+from distributed_helpers import (error_lines, mpirun_command, needs_mpirun, output_of, run,
+                                 run_script)
+from launch_helpers import csv_matches_jsonl, png_size, tensorboard_events
 
 pytestmark = needs_mpirun
 
@@ -83,6 +84,41 @@ def test_rank_0_alone_prints(runs):
         assert logs[name].stderr == ""
     assert "4 ranks (4 per node), 1 BLAS thread per rank, global batch 64 (4 x 16)" in \
         logs["four"].stdout
+
+
+def test_each_rank_logs_to_its_own_file_and_metrics_csv_follows_a_resume(runs):
+    root, _ = runs
+    run = root / "two"
+    assert csv_matches_jsonl(run)
+    assert [row.split(",")[0] for row in (run / "metrics.csv").read_text().splitlines()] == \
+        ["epoch", "1", "2", "3"]
+    assert sorted((run / "logs").iterdir()) == [run / "logs" / "rank-0.log",
+                                               run / "logs" / "rank-1.log"]
+    zero, one = ((run / "logs" / f"rank-{r}.log").read_text().splitlines() for r in (0, 1))
+    for rank, log in enumerate((zero, one)):  # one start line per run: the first, the resume
+        starts = [line for line in log if line.startswith("--- numpy_dl ")]
+        assert len(starts) == 2 and all(f"rank {rank} of 2" in line for line in starts)
+    assert [line.split()[1] for line in zero if line.startswith("epoch ")] == ["1/2", "2/2",
+                                                                               "3/3"]
+    assert len(one) == 2  # rank 1 said nothing but its start lines
+
+
+def test_a_warning_on_rank_1_reaches_its_log_and_rank_0_writes_tensorboard(tmp_path):
+    run = tmp_path / "run"
+    result, _ = run_script("warn_on_rank.py", "train", "--hidden-sizes", "16", "--latent-dim",
+                           "2", "--epochs", "2", "--images-every", "1", "--tensorboard",
+                           "--quiet", "--out", run, ranks=2, timeout=TIMEOUT)
+    assert result.returncode == 0, output_of(result)
+    assert result.stdout == ""
+    assert result.stderr == "[rank 1] warning: rank 1 saw something odd (UserWarning)\n"
+    zero, one = ((run / "logs" / f"rank-{r}.log").read_text() for r in (0, 1))
+    assert one.splitlines()[1:] == ["[rank 1] warning: rank 1 saw something odd (UserWarning)"]
+    assert "something odd" not in zero and "epoch 2/2  train " in zero  # quiet, yet logged
+    assert csv_matches_jsonl(run)
+    assert len(list((run / "tensorboard").iterdir())) == 1  # rank 0's alone
+    events = tensorboard_events(run / "tensorboard")
+    assert [epoch for epoch, _ in events["val/loss"]] == [1, 2]
+    assert [epoch for epoch, _ in events["samples"]] == [1, 2]
 
 
 def test_commands_from_an_mpi_checkpoint_under_mpirun(runs, tmp_path):

@@ -43,12 +43,6 @@ def test_pairs_put_each_row_of_inputs_above_its_reconstructions():
     assert first_cell_row == [0, 255, 0, 255]
 
 
-def test_loss_curve_draws_with_and_without_validation():
-    curve = images.loss_curve([1, 2, 3], {"train": [3.0, 2.0, 1.5], "val": [np.nan] * 3})
-    assert curve.size == (640, 400)
-    assert images.loss_curve([1], {"train": [2.0]}).size == (640, 400)
-
-
 @pytest.mark.parametrize("count", [0, 1, 5, 180])
 @pytest.mark.parametrize("ranks", [1, 2, 3, 8])
 def test_evaluation_shards_count_every_sample_exactly_once(count, ranks):

@@ -142,7 +142,7 @@ def test_timed_checkpoints_fall_due_inside_epochs(launch, tmp_path):
                           "--out", tmp_path / "t")
     assert code == 0, err
     steps = sorted(int(n[11:20]) for n in os.listdir(tmp_path / "t" / "checkpoints")
-                   if n.endswith(".npz"))
+                   if n.startswith("checkpoint-"))
     assert steps == list(range(0, 11))  # the starting point, then every step
 
 

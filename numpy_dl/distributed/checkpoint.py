@@ -1,7 +1,7 @@
 """Checkpoints in a data-parallel job: rank 0 does the file work, every rank gets the result.
 
 The format, its validation and the atomic writing are `numpy_dl.checkpoint`'s; this
-module makes save, latest and load collective (rank 0 reads or writes, the others
+module makes save, save_as, latest and load collective (rank 0 reads or writes, the others
 receive its result or its error, so no rank walks on alone) and restores each rank's own
 RNG stream. Nothing in a checkpoint depends on the number of ranks, so one written by 4
 ranks resumes on 2 or on 1; only the RNG streams are restored exactly at the same world
@@ -19,21 +19,27 @@ from ..checkpoint import FORMAT, FORMAT_VERSION, Checkpoint, CheckpointError, bu
 from .broadcast import on_root
 from .communicator import resolve
 
-__all__ = ["save", "latest", "load", "load_latest", "restore", "build_model", "Checkpoint", "CheckpointError",
-           "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save", "save_as", "latest", "load", "load_latest", "restore", "build_model",
+           "Checkpoint", "CheckpointError", "FORMAT", "FORMAT_VERSION"]
 
 
-def save(directory, model, optimizer=None, *, epoch=0, step=0, config=None,
-         data_position=None, scheduler_state=None, comm=None, keep=3):
+def save(directory, model, optimizer=None, *, comm=None, keep=3, **fields):
     """Write a checkpoint of `model` (and `optimizer`) as rank 0 holds them, with every
     rank's RNG state; return its path on every rank. Collective. The arguments are
-    `numpy_dl.checkpoint.save`'s."""
+    `numpy_dl.checkpoint.save`'s (epoch, step, config, data_position, scheduler_state)."""
+    return _written(files.save, directory, model, optimizer, comm, keep=keep, **fields)
+
+
+def save_as(path, model, optimizer=None, *, comm=None, **fields):
+    """`save`, to the file `path` outside the rotation (`numpy_dl.checkpoint.save_as`)."""
+    return _written(files.save_as, path, model, optimizer, comm, **fields)
+
+
+def _written(write, where, model, optimizer, comm, **fields):
+    """write(where, ...) on rank 0 with every rank's RNG state; its path on every rank."""
     comm = resolve(comm)
     rng_states = comm.gather_object(ndl_random.get_rng_state())
-    return on_root(lambda: files.save(
-        directory, model, optimizer, epoch=epoch, step=step, config=config,
-        data_position=data_position, scheduler_state=scheduler_state, rng_states=rng_states,
-        keep=keep), comm)
+    return on_root(lambda: write(where, model, optimizer, rng_states=rng_states, **fields), comm)
 
 
 def latest(directory, comm=None):

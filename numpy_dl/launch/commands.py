@@ -1,14 +1,17 @@
-"""The commands that use a trained model: sample, reconstruct, interpolate, encode, score.
+"""The commands that use a trained model: sample, reconstruct, interpolate, encode, score,
+evaluate.
 
-Each takes --checkpoint (a checkpoint file, or a run directory meaning its latest
-checkpoint) and rebuilds the model from the checkpoint alone. The data defaults to the
-run's own dataset (the checkpoint stores its options) and --split picks all of it or the
-run's training or validation part. Work over a dataset is shared out over the ranks when
-run under mpirun, each sample done once; rank 0 writes the outputs, by default into
-RUN/<command>/, each file replaced whole (never left half-written).
+Each takes --checkpoint (a checkpoint file such as RUN/checkpoints/best.npz, or a run
+directory meaning its latest checkpoint) and rebuilds the model from the checkpoint
+alone. The data defaults to the run's own dataset (the checkpoint stores its options) and
+--split picks all of it or the run's training or validation part (evaluate: or the test
+split). Work over a dataset is shared out over the ranks when run under mpirun, each
+sample done once; rank 0 writes the outputs, by default into RUN/<command>/, each file
+replaced whole (never left half-written).
 """
 import csv
 import io
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -18,10 +21,11 @@ import numpy as np
 from ..autograd import no_grad
 from ..checkpoint import write_atomically
 from ..distributed import checkpoint, on_root
+from ..loss import VAELoss
 from . import config as options
 from . import images, inputs, rundir
 from .errors import RunError, UsageError, together
-from .evaluate import map_rows, squared_errors
+from .evaluate import Totals, map_rows, sample_losses, squared_errors
 from .modeling import Autoencoding
 
 
@@ -29,6 +33,7 @@ from .modeling import Autoencoding
 class Trained:
     """A checkpoint opened for a command: the model and what the run knew about its data."""
     path: str
+    saved: checkpoint.Checkpoint
     auto: Autoencoding
     options: dict      # the training options stored in the checkpoint ({} if none)
     out: str           # where this command writes
@@ -47,7 +52,7 @@ def open_checkpoint(args, command, comm):
         model.eval()
         out = args.out or os.path.join(rundir.run_of(path), command)
         on_root(lambda: rundir.check_output_directory(out), comm)
-        return Trained(path, Autoencoding(model, image_shape(saved)),
+        return Trained(path, saved, Autoencoding(model, image_shape(saved)),
                        options.from_checkpoint(saved), out)
 
 
@@ -67,15 +72,25 @@ def image_shape(saved):
 
 
 def dataset(args, trained, split="all"):
-    """(Data, indices of `split`) for a command, checked against the model."""
+    """(Data, indices of `split`) for a command, checked against the model. The test split
+    (evaluate's) is all of the dataset's test files where it has them (MNIST's t10k-*),
+    else all of a --dataset that is not the one the run trained on."""
     spec = args.dataset or trained.options.get("dataset")
     if spec is None:
         raise UsageError(f"checkpoint {trained.path} does not say which dataset it was trained "
                          f"on; pass --dataset")
-    data = inputs.load(spec)
+    if split == "test" and not inputs.has_test_files(spec) and (
+            inputs.with_absolute_path(spec) == trained.options.get("dataset")):
+        raise UsageError(f"dataset {spec} has no test split, and {trained.path} was trained on "
+                         f"it; pass --dataset with held-out data (npz:PATH, or mnist:DIR, whose "
+                         f"t10k files are its test split), or --split val for the run's "
+                         f"validation part")
+    data = inputs.load(spec, test=split == "test")
     inputs.check_shape(data, trained.auto.image_shape, f"the model in {trained.path}")
     if trained.auto.conditional and data.labels is None:
         raise UsageError(f"the cvae in {trained.path} needs labels; dataset {spec} has none")
+    if split == "test":
+        return data, np.arange(len(data.images))
     indices = inputs.select(data, split, trained.options.get("val_fraction", 0.1),
                             trained.options.get("seed", 0))
     return data, indices
@@ -227,5 +242,47 @@ def scores_csv(indices, labels, errors, flagged):
     return text.getvalue().encode()
 
 
+def evaluate(args, comm, console):
+    """Held-out evaluation: each sample's loss under the run's objective with beta 1 (a
+    VAE's negative ELBO, decoded at the posterior mean as validation does, and its
+    reconstruction and KL parts; a plain autoencoder's reconstruction loss), to
+    evaluation.csv, and their means over the samples to evaluation.json."""
+    trained = open_checkpoint(args, "evaluate", comm)
+    with together(comm):
+        data, indices = dataset(args, trained, args.split)
+    recon_loss = trained.options.get("recon_loss", "bce")
+    objective = VAELoss(recon_loss, 1.0, reduction="none")
+    names = Totals(trained.auto.variational).names  # loss, recon (and kl)
+
+    def losses(chunk):
+        parts = sample_losses(trained.auto, objective, data, chunk)
+        return np.stack([part.data.astype(np.float64) for part in parts[:len(names)]], axis=1)
+    rows = map_rows(losses, trained.auto, indices, args.batch_size, comm)
+
+    def files():
+        means = dict(zip(names, rows.mean(axis=0).tolist()))
+        where = f"over {len(indices)} samples of {data.spec} ({args.split})"
+        if trained.auto.variational:
+            console.say(f"negative ELBO per sample {where}: {means['loss']:.4f} "
+                        f"(reconstruction {means['recon']:.4f}, KL {means['kl']:.4f})")
+        else:
+            console.say(f"reconstruction loss ({recon_loss}, summed over pixels) per sample "
+                        f"{where}: {means['recon']:.4f}")
+        summary = {"checkpoint": trained.path, "epoch": trained.saved.epoch,
+                   "step": trained.saved.step, "dataset": data.spec, "split": args.split,
+                   "samples": len(indices), "recon_loss": recon_loss, **means}
+        table = io.StringIO()
+        writer = csv.writer(table, lineterminator="\n")
+        writer.writerow(["index", "label", *names])
+        labels = data.labels_at(indices)
+        for row, (index, values) in enumerate(zip(indices, rows)):
+            writer.writerow([int(index), "" if labels is None else int(labels[row]),
+                             *(f"{value:.9g}" for value in values)])
+        return {"evaluation.csv": table.getvalue().encode(),
+                "evaluation.json": (json.dumps(summary, indent=2) + "\n").encode()}
+    write_outputs(trained, files, comm, console)
+    return 0
+
+
 COMMANDS = {"sample": sample, "reconstruct": reconstruct, "interpolate": interpolate,
-            "encode": encode, "score": score}
+            "encode": encode, "score": score, "evaluate": evaluate}

@@ -27,18 +27,30 @@ MODEL_NAMES = ("ae", "conv-ae", "vae", "conv-vae", "cvae")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("none", "step", "exponential", "cosine")
 RECON_LOSSES = ("mse", "bce")
+COMPRESSIONS = ("none", "fp16")
+
+# The global batch of a run that gives neither --global-batch-size nor --batch-size: a
+# fixed number, so that the default run is the same at any rank count.
+DEFAULT_GLOBAL_BATCH = 32
+
+# Alternatives: a layer (the command line over a config file, say) that gives one of them
+# replaces the earlier layers' choice of either.
+BATCH_OPTIONS = ("batch_size", "global_batch_size")
 
 # Options that say where and how a run goes rather than what it trains.
-PLACEMENT = ("out", "resume", "allow_changes")
+PLACEMENT = ("out", "resume", "allow_changes", "quiet")
 
 # Options that decide the model's architecture; a checkpoint only resumes its own.
 ARCHITECTURE = ("model", "latent_dim", "hidden_sizes", "base_channels")
 
 # Options a resumed run may change without --allow-changes: they do not change what each
-# step computes (the batch sizes are checked as the global batch they make).
+# step computes (the batch sizes and --accumulate are checked as the global batch they
+# make: how it is cut into passes changes only the rounding, as the rank count does), or
+# only when the run validates and when it stops.
 FREE_TO_CHANGE = ("epochs", "checkpoint_every", "checkpoint_every_steps",
                   "checkpoint_every_minutes", "keep", "replica_check_every", "threads",
-                  "batch_size", "global_batch_size")
+                  "batch_size", "global_batch_size", "accumulate", "validate_every",
+                  "early_stopping", "images_every", "tensorboard")
 
 
 # ------------------------------------------------------------------ converters
@@ -138,11 +150,22 @@ class TrainConfig:
     dataset: str = option("digits", "digits, mnist-5k (both built in), mnist:DIR, "
                           "fashion-mnist:DIR, npz:PATH or synthetic[:N]", text, metavar="SPEC")
     epochs: int = option(60, "number of passes over the training set", integer(1))
-    batch_size: int = option(32, "samples per rank per step; the global batch is this times "
-                             "the number of ranks", integer(1))
-    global_batch_size: int = option(None, "samples per step over all ranks, shared out "
-                                    "equally (instead of --batch-size, so the run is the "
-                                    "same at any rank count)", integer(1))
+    batch_size: int = option(None, "samples per rank per forward pass, instead of the global "
+                             "batch: the global batch is this times the ranks (times "
+                             "--accumulate), so it grows with the rank count", integer(1))
+    global_batch_size: int = option(None, f"samples per step over all ranks, shared out "
+                                    f"equally (default {DEFAULT_GLOBAL_BATCH} when "
+                                    f"--batch-size is not given): the same run at any rank "
+                                    f"count", integer(1))
+    accumulate: int = option(1, "forward/backward passes per step on each rank (gradient "
+                             "accumulation): the global batch is cut into this many, and "
+                             "the step is the one of the whole batch, in less memory",
+                             integer(1, 1024))
+    compression: str = option("none", "gradients rounded to this for the all-reduce: fp16 "
+                              "halves the bytes sent (pays on slow networks only)",
+                              choice(*COMPRESSIONS))
+    clip_grad_norm: float = option(0.0, "clip the averaged gradients to this total L2 norm "
+                                   "before each update (0: no clipping)", number())
     lr: float = option(3e-3, "learning rate", number(positive=True))
     optimizer: str = option("adam", "optimizer", choice(*OPTIMIZERS))
     weight_decay: float = option(0.0, "L2 penalty (decoupled for adamw)", number())
@@ -154,6 +177,11 @@ class TrainConfig:
     lr_gamma: float = option(0.5, "decay factor of the step and exponential schedules",
                              number(positive=True))
     lr_step: int = option(10, "epochs between decays of the step schedule", integer(1))
+    warmup_epochs: int = option(0, "epochs of linear learning-rate warm-up: update k of the "
+                                "W steps they hold runs at (k + 1) / W times the scheduled "
+                                "rate (0: none)", integer(0))
+    warmup_steps: int = option(0, "steps of linear learning-rate warm-up, instead of "
+                               "--warmup-epochs", integer(0))
     beta: float = option(1.0, "weight of the KL term (VAEs; beta-VAE when > 1)", number())
     latent_dim: int = option(16, "size of the latent code", integer(1))
     hidden_sizes: tuple = option((256, 128), "hidden layer sizes of the MLP models",
@@ -164,14 +192,19 @@ class TrainConfig:
                              choice(*RECON_LOSSES))
     noise_std: float = option(0.0, "std of Gaussian noise added to the inputs (denoising)",
                               number())
-    val_fraction: float = option(0.1, "held-out fraction evaluated every epoch (0: none)",
-                                 number(0.0, below=1.0))
+    val_fraction: float = option(0.1, "held-out fraction evaluated every --validate-every "
+                                 "epochs (0: none)", number(0.0, below=1.0))
+    validate_every: int = option(1, "epochs between validations (the last epoch is always "
+                                 "validated)", integer(1))
+    early_stopping: int = option(0, "stop when the validation loss has not improved for "
+                                 "this many validations in a row (0: never)", integer(0))
     seed: int = option(0, "seed of the initialisation, split, data order and noise",
                        integer(0))
     deterministic: bool = option(False, "the same bits at every rank count that divides "
                                  "--micro-batches: each global batch in that many "
                                  "micro-batches, summed in one fixed tree (BLAS threads "
-                                 "default to 1; use --global-batch-size)", boolean,
+                                 "default to 1; give the global batch, not --batch-size)",
+                                 boolean,
                                  flag_value="true")
     micro_batches: int = option(8, "micro-batches per global batch in --deterministic mode "
                                 "(a power of two)", integer(1, 1 << 20))
@@ -184,8 +217,19 @@ class TrainConfig:
     keep: int = option(3, "checkpoints to keep", integer(1))
     replica_check_every: int = option(500, "steps between checks that every rank holds the "
                                       "same parameters (0: never)", integer(0))
-    threads: int = option(0, "BLAS threads per rank (0: cores per node / ranks per node)",
+    threads: int = option(1, "BLAS threads per rank (0: cores per node / ranks per node); "
+                          "one by default, as torchrun: the built-in models' matrices are "
+                          "too small for threads to pay, and threads collapse on busy cores",
                           integer(0))
+    images_every: int = option(12, "epochs between the sample and reconstruction images "
+                               "and redraws of loss.png (the last epoch always has them)",
+                               integer(1))
+    tensorboard: bool = option(False, "also write TensorBoard event files to "
+                               "RUN/tensorboard (needs pip install 'numpy_dl[tensorboard]')",
+                               boolean, flag_value="true")
+    quiet: bool = option(False, "print only warnings and errors (no configuration, epoch "
+                         "lines or progress bar); the run directory and its logs are "
+                         "written as ever", boolean, flag_value="true")
     out: str = option(None, "run directory (default: runs/MODEL-DATASET-TIME)", text,
                       metavar="DIR")
     resume: str = option(None, "continue from a checkpoint: auto (the latest in --out, if "
@@ -210,9 +254,13 @@ def flag(name):
 def resolve(*layers):
     """A TrainConfig from the defaults overridden by each (source, {name: value}) layer in
     turn; raises UsageError naming the source, the option and what it accepts. The
-    command line's source is None: its errors name the flag (--epochs)."""
+    command line's source is None: its errors name the flag (--epochs). A layer that gives
+    either of BATCH_OPTIONS drops both from the layers below it."""
     values = {}
     for source, layer in layers:
+        if any(name in layer for name in BATCH_OPTIONS):
+            for name in BATCH_OPTIONS:
+                values.pop(name, None)
         for name, value in layer.items():
             if name not in OPTIONS:
                 raise _unknown_option(source, name)

@@ -34,17 +34,18 @@ class LaunchError(Exception):
         self.agreed = False
 
 
-class UsageError(LaunchError):
-    """The command asks for something that cannot be done; the user changes the command."""
+class UsageError(LaunchError, ValueError):
+    """The command asks for something that cannot be done; the user changes the command.
+    (A ValueError, as a bad argument of `numpy_dl.launch.train()` should be.)"""
     exit_code = 2
 
 
-class RunError(LaunchError):
+class RunError(LaunchError, RuntimeError):
     """The work failed while being done."""
     exit_code = 1
 
 
-class NonFiniteError(LaunchError):
+class NonFiniteError(LaunchError, FloatingPointError):
     """Training met a non-finite loss or gradient and stopped before applying it; the last
     good checkpoint is the one to go back to (with a lower --lr, say)."""
     exit_code = 3

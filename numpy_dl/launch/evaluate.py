@@ -4,7 +4,10 @@ Training needs equal shards (every rank takes the same number of steps, so a sam
 pads or drops samples), but a metric over such shards would count some samples twice or
 not at all, and depend on the number of ranks. Evaluation needs no lock-step, so each
 rank takes one contiguous slice of np.array_split (sizes differ by at most one, none
-repeated) and the ranks add up sums and counts, or send their rows to rank 0.
+repeated) and the ranks add up sums and counts, or send their rows to rank 0. Rows sent
+to rank 0 (map_rows) are computed in batches cut from all of the indices, each rank
+taking a contiguous run of whole batches: every sample is then computed in the same
+batch at any rank count, and its row comes out the same.
 """
 import numpy as np
 
@@ -23,14 +26,25 @@ def chunks(indices, size):
 
 
 def map_rows(function, autoencoding, indices, batch_size, comm):
-    """function(chunk of indices) -> array rows, applied in eval mode over this rank's
-    shard of `indices`; every rank's rows concatenated in the order of `indices` on rank 0,
-    None on the others. Collective."""
+    """function(chunk of indices) -> array rows, applied in eval mode to this rank's share
+    of the chunks of `batch_size` cut from `indices`; every rank's rows concatenated in
+    the order of `indices` on rank 0, None on the others. Collective."""
+    pieces = list(chunks(np.asarray(indices), batch_size))
     autoencoding.model.eval()
     with no_grad():
-        mine = [function(chunk) for chunk in chunks(shard(indices, comm), batch_size)]
+        mine = [function(pieces[i]) for i in shard(range(len(pieces)), comm)]
     parts = comm.gather_object(np.concatenate(mine) if mine else None)
     return np.concatenate([p for p in parts if p is not None]) if comm.is_main else None
+
+
+def sample_losses(autoencoding, objective, data, chunk):
+    """(negative ELBO, reconstruction term, KL term or None) of each sample of `chunk`, as
+    Tensors: the objective's parts of the model's output in its current mode (in eval
+    mode a VAE decodes its posterior mean, so the numbers are deterministic)."""
+    images = data.images[chunk]
+    recon, mu, logvar = autoencoding.forward(images, data.labels_at(chunk))
+    reconstruction, kl = objective.parts(recon, images, mu, logvar)
+    return objective.negative_elbo(reconstruction, kl), reconstruction, kl
 
 
 def squared_errors(autoencoding, data, indices, batch_size, comm):
@@ -125,11 +139,7 @@ def validate(autoencoding, objective, data, indices, batch_size, comm, determini
     autoencoding.model.eval()
     with no_grad():
         for chunk in mine:
-            images = data.images[chunk]
-            recon, mu, logvar = autoencoding.forward(images, data.labels_at(chunk))
-            reconstruction, kl = objective.parts(recon, images, mu, logvar)
-            rows.append(totals.sums_of(objective.negative_elbo(reconstruction, kl),
-                                       reconstruction, kl))
+            rows.append(totals.sums_of(*sample_losses(autoencoding, objective, data, chunk)))
     if not deterministic:
         for row in rows:
             totals.add_row(row)

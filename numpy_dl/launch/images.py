@@ -1,4 +1,5 @@
-"""PNG pictures of a run, drawn with Pillow alone: image grids and the loss curve.
+"""Pictures of images as PNG, drawn with Pillow: grids, inputs above their
+reconstructions, strips. (loss.png is drawn by plots.py.)
 
 Images arrive as float arrays (N, C, H, W) in [0, 1]. One channel is drawn grey, three
 as RGB, any other count by its first channel. Small images (8x8 digits) are enlarged by
@@ -10,14 +11,13 @@ import io
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..checkpoint import write_atomically
 
 CELL = 32
 BORDER = 2
 BORDER_GREY = 96
-SERIES_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
 
 
 def scale_for(height, width):
@@ -77,41 +77,6 @@ def _mode(pixels):
 
 def _grey(pixels, level):
     return (level,) * 3 if pixels.ndim == 4 else level
-
-
-def loss_curve(epochs, series, size=(640, 400)):
-    """A line chart of each {name: [value per epoch]} against `epochs`, with the axis
-    ranges written at its corners and a legend. NaN values (no validation) are skipped."""
-    width, height = size
-    left, right, top, bottom = 70, 20, 20, 40
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    values = [v for points in series.values() for v in points if math.isfinite(v)]
-    low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    if high == low:
-        low, high = low - 0.5, high + 0.5
-    first, last = min(epochs), max(epochs)
-    span = max(last - first, 1)
-
-    def position(epoch, value):
-        x = left + (epoch - first) / span * (width - left - right)
-        y = top + (high - value) / (high - low) * (height - top - bottom)
-        return x, y
-
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    draw.text((4, top), f"{high:.4g}", fill="black")
-    draw.text((4, height - bottom - 10), f"{low:.4g}", fill="black")
-    draw.text((left, height - bottom + 6), f"epoch {first}", fill="black")
-    draw.text((width - right - 60, height - bottom + 6), f"epoch {last}", fill="black")
-    for index, (name, points) in enumerate(series.items()):
-        colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
-        line = [position(e, v) for e, v in zip(epochs, points) if math.isfinite(v)]
-        if len(line) > 1:
-            draw.line(line, fill=colour, width=2)
-        for x, y in line:
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        draw.text((width - right - 120, top + 8 + 14 * index), name, fill=colour)
-    return image
 
 
 def png_bytes(image):

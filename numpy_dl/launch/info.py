@@ -24,8 +24,8 @@ def run(args, comm, console):
         f"MPI: {mpi_library(comm)}",
         f"world size: {comm.size}",
         f"ranks per node: {comm.ranks_per_node}",
-        f"cores available to a rank: {available_cores()}; default BLAS threads per rank: "
-        f"{default_threads(comm.ranks_per_node)} (cores / ranks per node)",
+        f"cores available to a rank: {available_cores()}; --threads 0 gives a rank "
+        f"{default_threads(comm.ranks_per_node)} BLAS threads (cores / ranks per node)",
     ]
     for name, version, count, layer in blas_libraries() or [("none found", "", None, "")]:
         lines.append(f"BLAS: {name} {version} ({layer} threading), {count} "

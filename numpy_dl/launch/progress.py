@@ -2,8 +2,8 @@
 
 On a terminal, a tqdm bar per epoch on stderr with the running loss and samples/s; in a
 batch job's log (stderr not a terminal), no bar, since its carriage returns turn a log
-into one enormous line. Either way one summary line per epoch goes to stdout. The other
-ranks show nothing.
+into one enormous line. Either way one summary line per epoch goes to the console (to
+stdout and rank 0's log file). The other ranks show nothing, and --quiet shows no bar.
 """
 import sys
 import time
@@ -12,9 +12,9 @@ from tqdm import tqdm
 
 
 class Progress:
-    def __init__(self, show, epochs, steps_per_epoch, global_batch):
-        self.show = show
-        self.bar_wanted = show and sys.stderr.isatty()
+    def __init__(self, console, epochs, steps_per_epoch, global_batch):
+        self.console = console
+        self.bar_wanted = console.shows_output and sys.stderr.isatty()
         self.epochs, self.steps, self.global_batch = epochs, steps_per_epoch, global_batch
         self._bar = None
 
@@ -39,5 +39,4 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        if self.show:
-            print(summary, flush=True)
+        self.console.say(summary)

@@ -3,10 +3,15 @@ overwriting another.
 
     RUN/config.toml        the options (`train --config RUN/config.toml` trains it again)
     RUN/metrics.jsonl      one JSON object per epoch
+    RUN/metrics.csv        the same, one row per epoch under a header (loggers.py)
     RUN/checkpoints/       checkpoint-<step>.npz (the last --keep of them) and `latest`
     RUN/images/            reconstructions-epoch-NNNN.png (inputs above their
-                           reconstructions) and, for VAEs, samples-epoch-NNNN.png
-    RUN/loss.png           training and validation loss per epoch, drawn at the end
+                           reconstructions) and, for VAEs, samples-epoch-NNNN.png, every
+                           --images-every epochs and at the last
+    RUN/loss.png           training and validation loss per epoch (plots.py), drawn with
+                           the images
+    RUN/logs/rank-<r>.log  each rank's warnings and errors, and rank 0's output
+    RUN/tensorboard/       TensorBoard event files (--tensorboard)
     RUN/changes.jsonl      one line per resume that changed options (--allow-changes)
     RUN/.lock              locked by the run while it trains (an OS lock: released when
                            the process ends in any way, so a killed run leaves none held)
@@ -21,6 +26,7 @@ import time
 
 from ..checkpoint import write_atomically
 from ..distributed import checkpoint, on_root
+from . import loggers
 from .errors import UsageError
 
 
@@ -34,12 +40,17 @@ class RunDirectory:
         self._lock = None
         self.config = os.path.join(self.path, "config.toml")
         self.metrics = os.path.join(self.path, "metrics.jsonl")
+        self.metrics_csv = os.path.join(self.path, "metrics.csv")
         self.checkpoints = os.path.join(self.path, "checkpoints")
         self.images = os.path.join(self.path, "images")
-        self.loss_curve = os.path.join(self.path, "loss.png")
+        self.loss_plot = os.path.join(self.path, "loss.png")
+        self.tensorboard = os.path.join(self.path, "tensorboard")
 
     def image(self, kind, epoch):
         return os.path.join(self.images, f"{kind}-epoch-{epoch:04d}.png")
+
+    def log(self, rank):
+        return os.path.join(self.path, "logs", f"rank-{rank}.log")
 
     def lock(self):
         """Hold the directory's lock for as long as this process lives; UsageError when
@@ -72,7 +83,8 @@ class RunDirectory:
         """Create the (locked) directory's contents: config.toml for a new run; for a
         resumed one keep config.toml (the run's original options), record the options
         that changed, and keep the metrics of the epochs the checkpoint completed (later
-        ones are trained again, so none is lost or doubled)."""
+        ones are trained again, so none is lost or doubled), in metrics.jsonl and
+        metrics.csv alike."""
         os.makedirs(self.images, exist_ok=True)
         if saved is None or not os.path.exists(self.config):
             write_atomically(self.config, config_text.encode())
@@ -85,9 +97,12 @@ class RunDirectory:
         epochs_done = saved.epoch if saved is not None else 0
         kept = [record for record in self.read_metrics() if record["epoch"] <= epochs_done]
         write_atomically(self.metrics, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        loggers.write_csv(self.metrics_csv, kept)
 
     def append_metrics(self, record):
+        """Add an epoch's record to metrics.jsonl, then to metrics.csv."""
         self._append(self.metrics, record)
+        loggers.append_csv(self.metrics_csv, record, self.read_metrics)
 
     @staticmethod
     def _append(path, record):
