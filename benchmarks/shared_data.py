@@ -39,6 +39,12 @@ def write_dataset(directory, count, seed=0):
         stop = min(count, start + 65536)
         images[start:stop] = rng.integers(0, 256, (stop - start, 28, 28), dtype=np.uint8)
     images.flush()
+    del images
+    # Out of the page cache, so the job reads it afresh (and a memory-limited job's cgroup,
+    # not this process's, is charged for the pages it reads).
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     return path
 
 
