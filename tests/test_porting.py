@@ -320,3 +320,44 @@ def test_creation_keywords_as_pytorch():
     assert drawn.min() >= 2 and drawn.max() <= 3
     drawn = ndl.randint(5, 7, size=(50,)).data
     assert drawn.min() >= 5 and drawn.max() <= 6
+
+
+# ---------------------------------------------------------------------- a fresh-eyes port
+def test_reductions_take_pytorchs_dim_and_keepdim():
+    x = ndl.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 5.0]], requires_grad=True)
+    assert x.sum(dim=1, keepdim=True).shape == (2, 1) and ndl.mean(x, dim=0).shape == (3,)
+    values, indices = ndl.max(x, dim=1)
+    assert list(values.data) == [3, 5] and list(indices.data) == [1, 2]
+    assert indices.dtype == np.int64
+    values.sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0, 1, 0], [0, 0, 1]])  # the first largest alone
+    assert x.argmax().item() == 5 and list(x.argmax(dim=1).data) == [1, 2]
+    with pytest.raises(TypeError, match="axis= or dim=, not both"):
+        x.sum(axis=0, dim=0)
+
+
+def test_the_functional_losses_reduce_to_the_mean_by_default():
+    logits = ndl.randn(4, 3, requires_grad=True)
+    loss = F.cross_entropy(logits, np.array([0, 1, 2, 1]))
+    assert loss.shape == ()
+    loss.backward()
+    assert F.cross_entropy(logits, np.array([0, 1, 2, 1]), reduction="none").shape == (4,)
+    assert F.mse_loss(ndl.ones(3), np.zeros(3)).item() == 1.0
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        F.mse_loss(ndl.ones(3), np.zeros(3), reduction="avg")
+
+
+def test_pytorch_idioms_a_port_starts_with():
+    import numpy_dl.nn.functional as nn_functional
+    assert nn_functional.max_pool2d is F.max_pool2d and nn.functional is nn_functional
+    assert isinstance(nn.MSELoss(), NLLLoss.__mro__[1]) and nn.NLLLoss is NLLLoss
+    device = "cuda" if ndl.cuda.is_available() else "cpu"
+    assert device == "cpu" and ndl.cuda.device_count() == 0
+    array = np.arange(3.0)
+    shared = ndl.from_numpy(array)
+    array[0] = 7.0
+    assert shared.dtype == np.float64 and shared.data[0] == 7.0  # no copy, as PyTorch
+    t = ndl.zeros(2).requires_grad_()
+    assert t.requires_grad and ndl.tensor([1.5]).long().dtype == np.int64
+    with pytest.raises(TypeError, match="floating-point dtype"):
+        ndl.tensor([1]).requires_grad_()

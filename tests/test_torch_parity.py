@@ -57,6 +57,15 @@ CASES = {
     "max_pool2d_unbatched": lambda x: F.max_pool2d(x, (2,), ()),
     "avg_pool2d_unbatched": lambda x: F.avg_pool2d(x, 3, 2, 1),
     "nll_loss_all_ignored": lambda x, t: F.nll_loss(x, t),
+    "sum_dim_keepdim": lambda x: x.sum(dim=1, keepdim=True),
+    "mean_dims": lambda x: x.mean(dim=(0, 2)),
+    "max_dim_values": lambda x: ndl.max(x, dim=1).values,
+    "max_dim_keepdim_values": lambda x: x.max(dim=0, keepdim=True).values,
+    "cross_entropy_default_mean": lambda x, t: F.cross_entropy(x, t),
+    "binary_cross_entropy_default_mean": lambda p, t: F.binary_cross_entropy(p, t / 4),
+    "bce_with_logits_sum": lambda x, t: F.binary_cross_entropy_with_logits(x, t / 4,
+                                                                           reduction="sum"),
+    "mse_loss_default_mean": lambda x, t: F.mse_loss(x, t / 3),
 }
 
 

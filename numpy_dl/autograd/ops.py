@@ -5,6 +5,7 @@ output gradient to the inputs' gradients. Gradients are computed only for inputs
 require them.
 """
 import builtins
+from collections import namedtuple
 
 import numpy as np
 
@@ -135,16 +136,25 @@ def _expand_reduced(g, axes, keepdims):
     return g if keepdims else np.expand_dims(g, axes)
 
 
-def sum(a, axis=None, keepdims=False):
-    axes = _normalize_axes(axis, a.ndim)
+def _reduction_axes(a, axis, keepdims, dim, keepdim):
+    """(axes, keepdims) from NumPy's `axis`/`keepdims` or PyTorch's `dim`/`keepdim`."""
+    if dim is not None:
+        if axis is not None:
+            raise TypeError("give the reduced dims as axis= or dim=, not both")
+        axis = dim
+    return _normalize_axes(axis, a.ndim), bool(keepdims or keepdim)
+
+
+def sum(a, axis=None, keepdims=False, dim=None, keepdim=False):
+    axes, keepdims = _reduction_axes(a, axis, keepdims, dim, keepdim)
 
     def backward(g):
         return (np.broadcast_to(_expand_reduced(g, axes, keepdims), a.shape),)
     return Tensor._make(a.data.sum(axis=axes, keepdims=keepdims), (a,), backward, "sum")
 
 
-def mean(a, axis=None, keepdims=False):
-    axes = _normalize_axes(axis, a.ndim)
+def mean(a, axis=None, keepdims=False, dim=None, keepdim=False):
+    axes, keepdims = _reduction_axes(a, axis, keepdims, dim, keepdim)
     count = int(np.prod([a.shape[ax] for ax in axes]))
 
     def backward(g):
@@ -153,9 +163,16 @@ def mean(a, axis=None, keepdims=False):
     return Tensor._make(a.data.mean(axis=axes, keepdims=keepdims), (a,), backward, "mean")
 
 
-def max(a, axis=None, keepdims=False):
-    """Largest values; ties share the gradient evenly, as PyTorch's amax does."""
-    axes = _normalize_axes(axis, a.ndim)
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+def max(a, axis=None, keepdims=False, dim=None, keepdim=False):
+    """Largest values over `axis` (NumPy's spelling; ties share the gradient evenly, as
+    PyTorch's amax does), or PyTorch's `max(dim=d)`: (values, indices) of the first
+    largest element along d, the gradient going to that element alone."""
+    if dim is not None:
+        return _max_along(a, _dim("max", dim, a.shape), keepdim)
+    axes, keepdims = _reduction_axes(a, axis, keepdims, None, False)
     out = a.data.max(axis=axes, keepdims=True)
 
     def backward(g):
@@ -164,6 +181,29 @@ def max(a, axis=None, keepdims=False):
         return (winners * _expand_reduced(g, axes, keepdims),)
     value = out if keepdims else np.squeeze(out, axis=axes)
     return Tensor._make(value, (a,), backward, "max")
+
+
+def _max_along(a, dim, keepdim):
+    index = np.argmax(a.data, axis=dim, keepdims=True)
+    values = np.take_along_axis(a.data, index, axis=dim)
+
+    def backward(g):
+        grad = np.zeros(a.shape, g.dtype)
+        np.put_along_axis(grad, index, g if keepdim else np.expand_dims(g, dim), axis=dim)
+        return (grad,)
+    shown = index if keepdim else np.squeeze(index, dim)
+    return MaxResult(Tensor._make(values if keepdim else np.squeeze(values, dim), (a,),
+                                  backward, "max"), Tensor(shown.astype(np.int64)))
+
+
+def argmax(a, dim=None, keepdim=False):
+    """Index of the first largest element (of the flattened tensor when `dim` is None),
+    int64, as `torch.argmax`."""
+    if dim is None:
+        index = np.argmax(a.data)
+        return Tensor(np.asarray(index, np.int64).reshape((1,) * a.ndim if keepdim else ()))
+    index = np.argmax(a.data, axis=_dim("argmax", dim, a.shape), keepdims=keepdim)
+    return Tensor(index.astype(np.int64))
 
 
 # ---------------------------------------------------------------------- shapes

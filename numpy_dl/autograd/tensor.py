@@ -72,6 +72,9 @@ class Conversions:
     def double(self):
         return self.to(np.float64)
 
+    def long(self):
+        return self.to(np.int64)
+
 
 class Tensor(Conversions):
     """An n-dimensional float array with an optional gradient, as in PyTorch."""
@@ -178,9 +181,10 @@ class Tensor(Conversions):
     __matmul__, __rmatmul__ = _op_method("matmul"), _op_method("matmul", reflected=True)
     __neg__ = _op_method("neg")
     __getitem__ = _op_method("getitem")
-    sum = _op_method("sum")              # (axis=None, keepdims=False)
-    mean = _op_method("mean")            # (axis=None, keepdims=False)
-    max = _op_method("max")              # (axis=None, keepdims=False)
+    sum = _op_method("sum")              # (axis=None, keepdims=False) or (dim=, keepdim=)
+    mean = _op_method("mean")            # (axis=None, keepdims=False) or (dim=, keepdim=)
+    max = _op_method("max")              # (axis=None, keepdims=False) or (dim=, keepdim=)
+    argmax = _op_method("argmax")        # (dim=None, keepdim=False)
     reshape = view = _op_method("reshape")  # (*shape) or (shape)
     flatten = _op_method("flatten")      # (start_dim=0, end_dim=-1)
     unsqueeze = _op_method("unsqueeze")  # (dim)
@@ -197,6 +201,13 @@ class Tensor(Conversions):
     def where(self, condition, other):
         """`self` where `condition` holds, else `other`, as `torch.Tensor.where`."""
         return ops.where(condition, self, other)
+
+    def requires_grad_(self, requires_grad=True):
+        """Start (or stop) recording operations on this leaf, as PyTorch; returns it."""
+        if requires_grad:
+            check_differentiable(self.dtype, "requires_grad_")
+        self.requires_grad = bool(requires_grad)
+        return self
 
     def contiguous(self):
         """The tensor itself: every op already returns what NumPy lays out."""
@@ -338,6 +349,14 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False):
     if requires_grad:
         check_differentiable(array.dtype, "tensor")
     return Tensor(array, requires_grad=requires_grad)
+
+
+def from_numpy(array):
+    """A leaf Tensor over `array`'s own memory (no copy, its dtype kept), as
+    `torch.from_numpy`."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a NumPy array, got {type(array).__name__}")
+    return Tensor(array)
 
 
 def input_tensor(value):

@@ -7,8 +7,9 @@
     normalization.py  batch_norm, layer_norm
     embedding.py      embedding
     probability.py    softmax, log_softmax, dropout, one_hot
-    loss.py           the kernels of the losses: binary_cross_entropy(_with_logits),
-                      cross_entropy, nll_loss
+    loss.py           the losses with PyTorch's `reduction` (mean by default):
+                      mse_loss, binary_cross_entropy(_with_logits), cross_entropy,
+                      nll_loss
 
 The elementwise activations (relu, leaky_relu, sigmoid, tanh) are autograd's own ops.
 """
@@ -16,7 +17,8 @@ from ..autograd.ops import leaky_relu, relu, sigmoid, tanh
 from .conv import conv2d, conv_transpose2d
 from .embedding import embedding
 from .linear import linear
-from .loss import binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, nll_loss
+from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
+                   mse_loss, nll_loss)
 from .normalization import batch_norm, layer_norm
 from .pooling import avg_pool2d, max_pool2d
 from .probability import dropout, log_softmax, one_hot, softmax
@@ -25,4 +27,4 @@ from .upsampling import interpolate
 __all__ = ["linear", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "interpolate",
            "batch_norm", "layer_norm", "embedding", "softmax", "log_softmax", "dropout",
            "one_hot", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-           "cross_entropy", "nll_loss", "relu", "leaky_relu", "sigmoid", "tanh"]
+           "cross_entropy", "nll_loss", "mse_loss", "relu", "leaky_relu", "sigmoid", "tanh"]

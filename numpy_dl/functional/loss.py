@@ -18,8 +18,26 @@ def _with_target(x, target):
     return (x, target) if isinstance(target, Tensor) and target.requires_grad else (x,)
 
 
-def binary_cross_entropy(p, target):
-    """Elementwise BCE of probabilities; logs clamped at -100 as PyTorch does."""
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduced(losses, reduction, call):
+    """The losses' mean or sum, or the losses themselves ("none"), as PyTorch's `reduction`."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{call}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return losses if reduction == "none" else losses.mean() if reduction == "mean" \
+        else losses.sum()
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Squared error, elementwise before the reduction, as `torch.nn.functional.mse_loss`."""
+    diff = input - _target_array(target, input)
+    return _reduced(diff * diff, reduction, "mse_loss")
+
+
+def binary_cross_entropy(p, target, reduction="mean"):
+    """BCE of probabilities, elementwise before the reduction (PyTorch's default: the
+    mean over every element); logs clamped at -100 as PyTorch does."""
     t = _target_array(target, p)
     if p.data.size and (p.data.min() < 0 or p.data.max() > 1):
         raise ValueError("binary_cross_entropy: input probabilities must lie in [0, 1]; "
@@ -34,11 +52,12 @@ def binary_cross_entropy(p, target):
         denom = np.maximum(p.data * (1 - p.data), np.asarray(1e-12, p.dtype))
         grad_p = g * (p.data - t) / denom
         return (grad_p, g * (log_q - log_p)) if len(parents) == 2 else (grad_p,)
-    return Tensor._make(out, parents, backward, "binary_cross_entropy")
+    return _reduced(Tensor._make(out, parents, backward, "binary_cross_entropy"), reduction,
+                    "binary_cross_entropy")
 
 
-def binary_cross_entropy_with_logits(x, target):
-    """Elementwise BCE of logits, in the overflow-free form."""
+def binary_cross_entropy_with_logits(x, target, reduction="mean"):
+    """BCE of logits in the overflow-free form, elementwise before the reduction."""
     t = _target_array(target, x)
     out = np.maximum(x.data, 0) - x.data * t + np.log1p(np.exp(-np.abs(x.data)))
     parents = _with_target(x, target)
@@ -46,11 +65,13 @@ def binary_cross_entropy_with_logits(x, target):
     def backward(g):
         grad_x = g * (ops.sigmoid(Tensor(x.data)).data - t)
         return (grad_x, -g * x.data) if len(parents) == 2 else (grad_x,)
-    return Tensor._make(out, parents, backward, "binary_cross_entropy_with_logits")
+    return _reduced(Tensor._make(out, parents, backward, "binary_cross_entropy_with_logits"),
+                    reduction, "binary_cross_entropy_with_logits")
 
 
-def cross_entropy(logits, labels):
-    """Per-sample cross-entropy of (N, C) logits against integer labels (N,)."""
+def cross_entropy(logits, labels, reduction="mean"):
+    """Cross-entropy of (N, C) logits against integer labels (N,): per sample before the
+    reduction (PyTorch's default: the mean over the samples)."""
     labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ValueError(f"cross_entropy: expected logits (N, C) and labels (N,), got "
@@ -67,7 +88,8 @@ def cross_entropy(logits, labels):
         grad = np.exp(log_probs)
         grad[rows, labels] -= 1
         return (grad * g[:, None],)
-    return Tensor._make(out, (logits,), backward, "cross_entropy")
+    return _reduced(Tensor._make(out, (logits,), backward, "cross_entropy"), reduction,
+                    "cross_entropy")
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -76,8 +98,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     `torch.nn.functional.nll_loss`: each term is -weight[class] * input[class]; targets
     equal to ignore_index add nothing; "mean" divides by the sum of the weights of the
     counted targets (their number without `weight`)."""
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"nll_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"nll_loss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     classes = np.asarray(target.data if isinstance(target, Tensor) else target)
     if input.ndim < 2 or classes.shape != (input.shape[0],) + input.shape[2:]:
         raise ValueError(f"nll_loss: expected input (N, C, ...) and target (N, ...), got "

@@ -52,21 +52,21 @@ class BCELoss(Loss):
     def __call__(self, pred, target):
         pred, target = input_tensor(pred), input_tensor(target)
         self._check_shapes(pred, target)
-        return self.reduce(F.binary_cross_entropy(pred, target))
+        return self.reduce(F.binary_cross_entropy(pred, target, reduction="none"))
 
 
 class BCEWithLogitsLoss(Loss):
     def __call__(self, logits, target):
         logits, target = input_tensor(logits), input_tensor(target)
         self._check_shapes(logits, target)
-        return self.reduce(F.binary_cross_entropy_with_logits(logits, target))
+        return self.reduce(F.binary_cross_entropy_with_logits(logits, target, reduction="none"))
 
 
 class CrossEntropyLoss(Loss):
     """Cross-entropy of (N, C) logits against integer class labels (array or Tensor)."""
 
     def __call__(self, logits, labels):
-        return self.reduce(F.cross_entropy(input_tensor(logits), labels))
+        return self.reduce(F.cross_entropy(input_tensor(logits), labels, reduction="none"))
 
 
 class NLLLoss(Loss):

@@ -91,6 +91,20 @@ CASES = {
     "avg_pool2d_unbatched": (lambda x: F.avg_pool2d(x, 3, 2, 1), [normal(3, 5, 4)]),
     "nll_loss_all_ignored": (lambda x, t: F.nll_loss(x, t), [normal(3, 4),
                                                              np.array([-100, -100, -100])]),
+    # PyTorch's spellings found in a fresh-eyes port
+    "sum_dim_keepdim": (lambda x: x.sum(dim=1, keepdim=True), [normal(2, 3, 4)]),
+    "mean_dims": (lambda x: x.mean(dim=(0, 2)), [normal(2, 3, 4)]),
+    "max_dim_values": (lambda x: torch.max(x, dim=1).values, [ties(3, 4)]),
+    "max_dim_keepdim_values": (lambda x: x.max(dim=0, keepdim=True).values, [normal(3, 4)]),
+    "cross_entropy_default_mean": (lambda x, t: F.cross_entropy(x, t),
+                                   [normal(5, 4), np.array([0, 3, 1, 1, 2])]),
+    "binary_cross_entropy_default_mean": (lambda p, t: F.binary_cross_entropy(p, t / 4),
+                                          [rng.uniform(0.05, 0.95, (3, 4)),
+                                           rng.integers(0, 5, (3, 4))]),
+    "bce_with_logits_sum": (lambda x, t: F.binary_cross_entropy_with_logits(
+        x, t / 4, reduction="sum"), [normal(3, 4), rng.integers(0, 5, (3, 4))]),
+    "mse_loss_default_mean": (lambda x, t: F.mse_loss(x, t / 3), [normal(3, 4),
+                                                                rng.integers(-3, 4, (3, 4))]),
 }
 
 OPTIMIZER_CASES = {
