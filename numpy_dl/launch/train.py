@@ -1,7 +1,8 @@
 """The `train` command: data-parallel training of an autoencoder, the same code on one
 process and on N MPI ranks.
 
-Each rank holds the whole dataset and trains on its share of every global batch; the
+Each rank reads the samples of its share of every global batch from the dataset (a
+.npy file stays memory-mapped, shared by the node's ranks) and trains on them; the
 DistributedOptimizer averages the gradients, so every rank takes the same step. After
 each epoch the held-out split is evaluated across the ranks, rank 0 writes the metrics
 (and every --images-every epochs the pictures and loss.png), and a checkpoint when one
