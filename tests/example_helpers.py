@@ -1,0 +1,30 @@
+"""Running a script of examples/autoencoders/ as a user does, in one process or under
+mpirun, for the tests of the examples (tests/test_example_*.py)."""
+import os
+import re
+import subprocess
+import sys
+
+from distributed_helpers import mpirun_command
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples", "autoencoders")
+
+
+def run_example(name, *options, out, ranks=1, timeout=300):
+    """`python examples/autoencoders/NAME.py OPTIONS --out OUT` (under `mpirun -n ranks`
+    when ranks > 1) from the repository root; its standard output, after checking that it
+    exited 0."""
+    command = [sys.executable, os.path.join(EXAMPLES, f"{name}.py"), *options, "--out", str(out)]
+    if ranks > 1:
+        command = mpirun_command(ranks) + command
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{name}.py exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def printed_number(output, label):
+    """The number printed after `label` (and an optional colon) in an example's output."""
+    match = re.search(re.escape(label) + r":?\s*(-?[0-9.]+(?:e-?[0-9]+)?)", output)
+    assert match, f"no {label!r} in the output:\n{output}"
+    return float(match.group(1))
