@@ -26,4 +26,6 @@ def get_rng_state():
 
 
 def set_rng_state(state):
+    """Put the generator back in a state `get_rng_state()` returned, so the same draws
+    follow (a checkpoint restores each rank's stream this way)."""
     _generator.bit_generator.state = state

@@ -89,6 +89,8 @@ def available_cores():
 
 
 def default_threads(ranks_per_node):
+    """The BLAS threads of a rank that asks for none: its share of the cores available,
+    at least 1."""
     return max(1, available_cores() // max(1, ranks_per_node))
 
 

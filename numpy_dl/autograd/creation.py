@@ -41,16 +41,20 @@ def _float(dtype):
 
 
 def zeros(*args, size=None, dtype=None, device=None, requires_grad=False):
+    """Filled with 0, float32 unless `dtype` says otherwise: `zeros(2, 3)` or `zeros((2, 3))`."""
     return _leaf(np.zeros(_shape(args, "zeros", size), _float(dtype)), None, device, requires_grad,
                  "zeros")
 
 
 def ones(*args, size=None, dtype=None, device=None, requires_grad=False):
+    """Filled with 1, float32 unless `dtype` says otherwise: `ones(2, 3)` or `ones((2, 3))`."""
     return _leaf(np.ones(_shape(args, "ones", size), _float(dtype)), None, device, requires_grad,
                  "ones")
 
 
 def empty(*args, size=None, dtype=None, device=None, requires_grad=False):
+    """Uninitialised (whatever the memory held), float32 unless `dtype` says otherwise: for
+    a tensor whose every element is written before it is read."""
     return _leaf(np.empty(_shape(args, "empty", size), _float(dtype)), None, device, requires_grad,
                  "empty")
 
@@ -79,6 +83,8 @@ def arange(start=0, end=None, step=1, dtype=None, device=None, requires_grad=Fal
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    """`steps` evenly spaced values from `start` to `end`, both included, float32 unless
+    `dtype` says otherwise."""
     if not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"linspace: steps must be a non-negative integer, got {steps!r}")
     return _leaf(np.linspace(start, end, int(steps)), _float(dtype), device, requires_grad,
@@ -86,6 +92,8 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    """The n x m (n x n when `m` is None) matrix with ones on the diagonal, zeros elsewhere;
+    float32 unless `dtype` says otherwise."""
     return _leaf(np.eye(n, n if m is None else m, dtype=_float(dtype)), None, device,
                  requires_grad, "eye")
 

@@ -6,6 +6,7 @@ _state = threading.local()
 
 
 def is_grad_enabled():
+    """False inside `no_grad()` (in this thread), else True: whether ops record a graph."""
     return getattr(_state, "enabled", True)
 
 

@@ -146,6 +146,8 @@ def _reduction_axes(a, axis, keepdims, dim, keepdim):
 
 
 def sum(a, axis=None, keepdims=False, dim=None, keepdim=False):
+    """The sum over `axis` (NumPy's spelling) or `dim` (PyTorch's), an int or a tuple; over
+    every element when both are None."""
     axes, keepdims = _reduction_axes(a, axis, keepdims, dim, keepdim)
 
     def backward(g):
@@ -154,6 +156,8 @@ def sum(a, axis=None, keepdims=False, dim=None, keepdim=False):
 
 
 def mean(a, axis=None, keepdims=False, dim=None, keepdim=False):
+    """The mean over `axis` (NumPy's spelling) or `dim` (PyTorch's), an int or a tuple; over
+    every element when both are None."""
     axes, keepdims = _reduction_axes(a, axis, keepdims, dim, keepdim)
     count = int(np.prod([a.shape[ax] for ax in axes]))
 
@@ -208,6 +212,8 @@ def argmax(a, dim=None, keepdim=False):
 
 # ---------------------------------------------------------------------- shapes
 def reshape(a, *shape):
+    """`a` with another shape of the same size, given as a tuple or as separate ints
+    (`reshape(a, 2, -1)`), as `torch.reshape`; ValueError when the sizes differ."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     try:
@@ -319,6 +325,8 @@ def getitem(a, index):
 
 
 def cat(tensors, dim=0):
+    """The tensors joined along their existing dimension `dim`, as `torch.cat`; each gets
+    its own slice of the gradient back."""
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
@@ -335,6 +343,7 @@ def cat(tensors, dim=0):
 
 
 def stack(tensors, dim=0):
+    """The tensors, all of one shape, joined along a new dimension `dim`, as `torch.stack`."""
     tensors = [as_tensor(t) for t in tensors]
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
@@ -382,29 +391,37 @@ def _extremum(a, b, pick, loses, name):
 
 
 def maximum(a, b):
+    """The elementwise larger of `a` and `b`, broadcast together, as `torch.maximum`: the
+    smaller side gets no gradient, and a tie gives each side half."""
     return _extremum(a, b, np.maximum, np.less, "maximum")
 
 
 def minimum(a, b):
+    """The elementwise smaller of `a` and `b`, broadcast together, as `torch.minimum`: the
+    larger side gets no gradient, and a tie gives each side half."""
     return _extremum(a, b, np.minimum, np.greater, "minimum")
 
 
 # ---------------------------------------------------------------------- elementwise
 def exp(a):
+    """e to the power `a`, elementwise."""
     out = np.exp(a.data)
     return Tensor._make(out, (a,), lambda g: (g * out,), "exp")
 
 
 def log(a):
+    """The natural logarithm, elementwise."""
     return Tensor._make(np.log(a.data), (a,), lambda g: (g / a.data,), "log")
 
 
 def sqrt(a):
+    """The square root, elementwise."""
     out = np.sqrt(a.data)
     return Tensor._make(out, (a,), lambda g: (g / (2 * out),), "sqrt")
 
 
 def abs(a):
+    """The absolute value, elementwise; its gradient is the sign of `a` (0 at 0)."""
     return Tensor._make(np.abs(a.data), (a,), lambda g: (g * np.sign(a.data),), "abs")
 
 
@@ -423,11 +440,13 @@ def clip(a, min=None, max=None):
 
 
 def tanh(a):
+    """The hyperbolic tangent, elementwise."""
     out = np.tanh(a.data)
     return Tensor._make(out, (a,), lambda g: (g * (1 - out * out),), "tanh")
 
 
 def sigmoid(a):
+    """The logistic function 1 / (1 + exp(-a)), elementwise, without overflow for any `a`."""
     # 0.5 * (1 + tanh(x / 2)) never overflows, unlike 1 / (1 + exp(-x)).
     out = np.tanh(a.data * np.asarray(0.5, a.dtype))
     out *= 0.5
@@ -436,10 +455,13 @@ def sigmoid(a):
 
 
 def relu(a):
+    """max(a, 0), elementwise; the gradient passes where the output is positive."""
     out = np.maximum(a.data, 0)
     return Tensor._make(out, (a,), lambda g: (g * (out > 0),), "relu")
 
 
 def leaky_relu(a, negative_slope=0.01):
+    """`a` where it is positive, else `negative_slope * a`, as
+    `torch.nn.functional.leaky_relu`."""
     slope = np.where(a.data > 0, np.asarray(1, a.dtype), np.asarray(negative_slope, a.dtype))
     return Tensor._make(a.data * slope, (a,), lambda g: (g * slope,), "leaky_relu")

@@ -77,7 +77,9 @@ class Conversions:
 
 
 class Tensor(Conversions):
-    """An n-dimensional float array with an optional gradient, as in PyTorch."""
+    """An n-dimensional float array with an optional gradient, as in PyTorch: `data` is
+    the ndarray of values, `grad` the gradient that `backward()` accumulates (an ndarray,
+    or None), and `requires_grad` says whether operations on it are recorded."""
 
     # NumPy scalars and arrays on the left of an operator defer to Tensor's reflected ops.
     __array_ufunc__ = None
@@ -106,18 +108,23 @@ class Tensor(Conversions):
     # ------------------------------------------------------------------ properties
     @property
     def shape(self):
+        """The shape, a tuple of ints."""
         return self.data.shape
 
     @property
     def dtype(self):
+        """The NumPy dtype of `data` (float32 unless asked otherwise)."""
         return self.data.dtype
 
     @property
     def ndim(self):
+        """The number of dimensions."""
         return self.data.ndim
 
     @property
     def is_leaf(self):
+        """True unless an operation that records gradients made it: leaves (parameters,
+        inputs) are where `backward()` stores `.grad`."""
         return self._backward is None
 
     @property
@@ -133,17 +140,21 @@ class Tensor(Conversions):
         return self.shape if dim is None else self.shape[dim]
 
     def dim(self):
+        """The number of dimensions, as `torch.Tensor.dim`."""
         return self.ndim
 
     def numel(self):
+        """The number of elements."""
         return self.data.size
 
     def item(self):
+        """The value of a one-element tensor as a Python float (a loss, for logging)."""
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return float(self.data.reshape(()))
 
     def numpy(self):
+        """The ndarray itself, not a copy, as `torch.Tensor.numpy`."""
         return self.data
 
     def __array__(self, dtype=None, copy=None):
@@ -151,6 +162,7 @@ class Tensor(Conversions):
         return self.data if dtype is None else self.data.astype(dtype, copy=bool(copy))
 
     def detach(self):
+        """A tensor on the same data outside the graph: nothing flows back through it."""
         return Tensor(self.data)
 
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):

@@ -38,6 +38,8 @@ class DistributedSampler:
                              + (" with drop_last=True" if drop_last else ""))
 
     def set_epoch(self, epoch):
+        """Call at the start of every epoch, on every rank: the shuffle depends on the seed
+        and the epoch only, so the ranks agree on it and each epoch gets a new one."""
         self.epoch = int(epoch)
 
     def global_order(self):
@@ -54,6 +56,7 @@ class DistributedSampler:
         return iter(self.global_order()[self.rank::self.num_replicas].tolist())
 
     def indices(self):
+        """This rank's indices for the epoch, as an int array (what iterating yields)."""
         return self.global_order()[self.rank::self.num_replicas]
 
     def __len__(self):

@@ -4,6 +4,9 @@ import numpy as np
 
 
 class Dataset:
+    """The base of datasets, as `torch.utils.data.Dataset`: a subclass defines `__len__`
+    and `__getitem__(index)`, which returns one sample (a tuple of arrays, say)."""
+
     def __len__(self):
         raise NotImplementedError(f"{type(self).__name__} must define __len__")
 

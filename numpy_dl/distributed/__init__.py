@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI, and the same code in a single process.
+"""Data-parallel training over MPI, and the same code in a single process::
 
     from numpy_dl import distributed
     from numpy_dl.distributed import checkpoint

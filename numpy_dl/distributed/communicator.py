@@ -5,7 +5,8 @@ laptop; `init()` picks the implementation. The single-process one has the same m
 (and checks its arguments the same way), so a script debugged alone behaves the same way
 under MPI, and mpi4py is never imported when it is not needed.
 
-Interface (both implementations):
+Interface (both implementations)::
+
     rank, size, is_main (rank 0)
     ranks_per_node          ranks sharing this node (for BLAS threads = cores / this)
     step                    updates taken: DistributedOptimizer advances it, a resumed run
@@ -56,6 +57,7 @@ class Communicator:
 
     @property
     def is_main(self):
+        """True on rank 0, the rank that writes the files and prints."""
         return self.rank == 0
 
     def _check_buffer(self, call, array):

@@ -10,7 +10,7 @@ and every parameter that has one on any rank gets the result on every rank. Ever
 therefore always makes the same collectives, whatever the data did to its graph.
 
 The result replaces the gradients in place, so the gradients anyone sees after step()
-or synchronize() are the averages (or sums, or Adasum's), as in Horovod.
+or synchronize() are the averages (or sums, or Adasum's), as in Horovod::
 
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm,
                                backward_passes_per_step=1, compression=None,
@@ -18,6 +18,7 @@ or synchronize() are the averages (or sums, or Adasum's), as in Horovod.
     opt.zero_grad(); loss.backward(); opt.step()
 
 How the gradients combine, `op=` (Horovod's names, `distributed.Average` by default):
+
 - `Average`: the mean over every backward pass of every rank. The sum is divided right
   after the all-reduce by the number of passes it holds, which the last slot of the
   message counts in the same all-reduce (ranks x backward_passes_per_step, fewer only
@@ -56,7 +57,7 @@ every rank count that divides K. Each step() call takes the gradient of one micr
 (the rank's next one of `distributed.micro_batch_slices(global_batch, K, comm)`, its loss
 a mean over the micro-batch); the K/size-th call sums the K micro-gradients of all ranks
 in one fixed binary tree, divides by K (a power of two: exact) and updates. It averages
-(op=Average only) and has no join(): every global batch is split over all ranks.
+(op=Average only) and has no join(): every global batch is split over all ranks::
 
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm, deterministic=True,
                                micro_batches=8)
@@ -65,7 +66,7 @@ in one fixed binary tree, divides by K (a power of two: exact) and updates. It a
         opt.step()                                # updates after this rank's last one
 
 `synchronize()` combines early, e.g. to clip the averaged gradients, and the next step()
-updates without combining again. Horovod's spelling of it runs as it is:
+updates without combining again. Horovod's spelling of it runs as it is::
 
     opt.synchronize(); clip_grad_norm_(model.parameters(), 1.0)
     with opt.skip_synchronize():
@@ -76,7 +77,7 @@ raises RuntimeError (Horovod's steps on whatever the gradients hold, and the ran
 silently drift apart).
 
 Uneven inputs, `join()` (Horovod's `hvd.join()`, PyTorch's Join): each rank calls it
-once it has run out of batches, whatever the others still have:
+once it has run out of batches, whatever the others still have::
 
     for x in my_batches:                          # not the same number on every rank
         opt.zero_grad(); criterion(model(x), x).backward(); opt.step()
@@ -115,6 +116,11 @@ OPS = (Average, Sum, Adasum)
 
 
 class DistributedOptimizer:
+    """Wraps an optimizer so that `step()` first combines the gradients over the ranks
+    (their mean by default), then takes the wrapped optimizer's step, as Horovod's
+    `hvd.DistributedOptimizer`. The docstring of numpy_dl.distributed.optimizer explains
+    each option."""
+
     def __init__(self, optimizer, comm=None, backward_passes_per_step=1, compression=None,
                  deterministic=False, micro_batches=8, op=Average):
         if isinstance(optimizer, DistributedOptimizer):
@@ -185,10 +191,15 @@ class DistributedOptimizer:
         return getattr(optimizer, name)
 
     def zero_grad(self, set_to_none=True):
+        """The wrapped optimizer's zero_grad, except inside a cycle of
+        backward_passes_per_step passes, whose gradients must add up (deterministic mode,
+        which sums the micro-batches' gradients itself, always clears)."""
         if self._passes == 0 or self.deterministic:
             self.optimizer.zero_grad(set_to_none)
 
     def step(self):
+        """Count a backward pass; at the last of a cycle, combine the gradients over the
+        ranks and update. Collective when it updates."""
         updates = self._passes + 1 >= self.backward_passes_per_step
         if updates and self._skipping and not self._synchronized:
             raise RuntimeError("step() inside skip_synchronize() would update with gradients "

@@ -1,4 +1,4 @@
-"""Differentiable layer ops, one family per module:
+"""Differentiable layer ops, one family per module::
 
     linear.py         linear (writes weight gradients into the flat gradient buffer)
     conv.py           conv2d, conv_transpose2d (im2col + GEMM, channels-last inside)

@@ -6,6 +6,8 @@ from ..autograd import Tensor
 
 
 def log_softmax(x, dim=-1):
+    """log(softmax(x)) along `dim`, computed without forming the softmax, so it stays
+    finite where the softmax underflows to 0."""
     shifted = x.data - x.data.max(axis=dim, keepdims=True)
     out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
 
@@ -15,6 +17,8 @@ def log_softmax(x, dim=-1):
 
 
 def softmax(x, dim=-1):
+    """exp(x) / sum(exp(x)) along `dim`, shifted by the maximum first so that no exp
+    overflows."""
     shifted = np.exp(x.data - x.data.max(axis=dim, keepdims=True))
     out = shifted / shifted.sum(axis=dim, keepdims=True)
 

@@ -6,7 +6,7 @@ Python values, `train(model="conv-vae", epochs=3, out="runs/x")`, `hidden_sizes=
 as --config does. They are converted and checked as the command line's are, and the run
 is the command's own: the same run directory, output, checkpoints and resume, under
 `mpirun -n N` too (every rank calls it). Where the command would exit, the function
-returns or raises:
+returns or raises::
 
     exit 0    returns a TrainResult: run_dir, metrics (the last epoch's metrics.jsonl
               record), checkpoint (the last one written), stopped_early

@@ -129,7 +129,7 @@ def build_parser(prog=PROG):
         "reconstruction and KL parts (VAEs; a plain autoencoder's reconstruction loss) to "
         "evaluation.csv, their means to evaluation.json.", with_split=False)
     evaluate.add_argument("--split", choices=("test",) + SPLITS, default="test",
-                          help="the dataset's test files (MNIST's t10k-*), or all of a "
+                          help="the dataset's test files (MNIST's t10k-* files), or all of a "
                           "--dataset the run did not train on; or all of the run's dataset, "
                           "or its training or validation part (default test)")
     add_threads(sub.add_parser(

@@ -23,6 +23,8 @@ class Loss:
         self.reduction = reduction
 
     def reduce(self, loss):
+        """`loss` (one value per element or sample) reduced as `reduction` says: its mean,
+        its sum, or itself ('none')."""
         if self.reduction == "mean":
             return loss.mean()
         if self.reduction == "sum":
@@ -39,6 +41,8 @@ class Loss:
 
 
 class MSELoss(Loss):
+    """Squared error of `pred` against a `target` of the same shape, as `torch.nn.MSELoss`."""
+
     def __call__(self, pred, target):
         pred, target = input_tensor(pred), input_tensor(target)
         self._check_shapes(pred, target)
@@ -56,6 +60,9 @@ class BCELoss(Loss):
 
 
 class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy of logits: that of sigmoid(logits), computed stably in one
+    step, as `torch.nn.BCEWithLogitsLoss`."""
+
     def __call__(self, logits, target):
         logits, target = input_tensor(logits), input_tensor(target)
         self._check_shapes(logits, target)

@@ -12,7 +12,7 @@ MODELS = {cls.__name__: cls for cls in (Autoencoder, VariationalAutoencoder, Con
 
 
 def build(name, copies=1, **config):
-    """MODELS[name](**config), after checking that `copies` copies of its parameters fit
+    """`MODELS[name](**config)`, after checking that `copies` copies of its parameters fit
     in memory (see sizes.py); ValueError or TypeError for arguments it cannot take."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")

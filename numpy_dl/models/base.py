@@ -25,13 +25,18 @@ class AutoencoderBase(nn.Module):
     num_classes = 0  # label classes of a conditional model
 
     def encode(self, x, labels=None):
+        """The latent code of each sample of the batch `x`; `labels` (one per sample) for a
+        conditional model only."""
         return self.encoder(self._conditioned(self._check(x, self.input_shape), labels))
 
     def decode(self, z, labels=None):
+        """The reconstruction from each latent of the batch `z`, in [0, 1]; `labels` for a
+        conditional model only."""
         z = self._check(z, (None, self.latent_dim), "latent")
         return self.decoder(self._conditioned(z, labels))
 
     def forward(self, x, labels=None):
+        """`decode(encode(x))`: the reconstruction of `x`."""
         return self.decode(self.encode(x, labels), labels)
 
     def _check(self, x, expected, what="input"):
@@ -65,6 +70,8 @@ class VariationalMixin:
     variational = True
 
     def encode(self, x, labels=None):
+        """(mu, logvar) of each sample of the batch `x`: the mean and log-variance of its
+        Gaussian posterior over the latents."""
         features = super().encode(x, labels)
         return self.fc_mu(features), self.fc_logvar(features)
 
@@ -79,6 +86,8 @@ class VariationalMixin:
         return mu + ops.exp(logvar * 0.5) * np.asarray(eps, dtype=mu.dtype)
 
     def forward(self, x, labels=None):
+        """(reconstruction, mu, logvar): `x` encoded, a latent drawn by `reparameterize`,
+        and that latent decoded."""
         mu, logvar = self.encode(x, labels)
         return self.decode(self.reparameterize(mu, logvar), labels), mu, logvar
 

@@ -48,6 +48,7 @@ class ModuleList(_Numbered):
             self.append(module)
 
     def extend(self, modules):
+        """Append each of `modules`; returns the list."""
         for module in modules:
             self.append(module)
         return self

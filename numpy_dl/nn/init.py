@@ -20,26 +20,33 @@ def calculate_fan_in_and_fan_out(tensor):
 
 
 def uniform_(tensor, a=0.0, b=1.0):
+    """Fill `tensor` in place from the uniform distribution on [a, b); returns it."""
     tensor.data[...] = random.generator().uniform(a, b, size=tensor.shape)
     return tensor
 
 
 def normal_(tensor, mean=0.0, std=1.0):
+    """Fill `tensor` in place from the normal distribution of mean `mean` and standard
+    deviation `std`; returns it."""
     tensor.data[...] = random.generator().normal(mean, std, size=tensor.shape)
     return tensor
 
 
 def zeros_(tensor):
+    """Fill `tensor` with 0 in place; returns it."""
     tensor.data[...] = 0
     return tensor
 
 
 def ones_(tensor):
+    """Fill `tensor` with 1 in place; returns it."""
     tensor.data[...] = 1
     return tensor
 
 
 def calculate_gain(nonlinearity, param=None):
+    """PyTorch's recommended gain for `nonlinearity`: 'linear', 'conv2d',
+    'conv_transpose2d', 'sigmoid', 'tanh', 'relu', or 'leaky_relu' of slope `param`."""
     if nonlinearity in ("linear", "conv2d", "conv_transpose2d", "sigmoid"):
         return 1.0
     if nonlinearity == "tanh":
@@ -53,6 +60,8 @@ def calculate_gain(nonlinearity, param=None):
 
 
 def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """He initialisation, in place: uniform on [-bound, bound], bound = gain * sqrt(3 / fan),
+    as `torch.nn.init.kaiming_uniform_`; returns `tensor`."""
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     fan = fan_in if mode == "fan_in" else fan_out
     bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan)
@@ -60,6 +69,8 @@ def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
 
 
 def xavier_uniform_(tensor, gain=1.0):
+    """Glorot initialisation, in place: uniform on [-bound, bound], bound = gain *
+    sqrt(6 / (fan_in + fan_out)), as `torch.nn.init.xavier_uniform_`; returns `tensor`."""
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)

@@ -18,6 +18,9 @@ from .parameter import Parameter
 
 
 class Linear(Module):
+    """`x @ weight.T + bias` for an input of shape `(*, in_features)`, as `torch.nn.Linear`:
+    `weight` is (out_features, in_features), initialised as PyTorch's."""
+
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
@@ -68,6 +71,10 @@ class _ConvNd(Module):
 
 
 class Conv2d(_ConvNd):
+    """A 2-d convolution of (N, in_channels, H, W) inputs, as `torch.nn.Conv2d`: `weight`
+    is (out_channels, in_channels, kH, kW); kernel_size, stride and padding are an int or
+    a pair."""
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias,
                          (out_channels, in_channels))
@@ -77,6 +84,10 @@ class Conv2d(_ConvNd):
 
 
 class ConvTranspose2d(_ConvNd):
+    """The transpose of Conv2d (the decoder's upsampling), as `torch.nn.ConvTranspose2d`:
+    `weight` is (in_channels, out_channels, kH, kW), and `output_padding` adds rows and
+    columns so that the output has exactly the size the matching Conv2d started from."""
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, bias=True):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias,
@@ -89,11 +100,15 @@ class ConvTranspose2d(_ConvNd):
 
 
 class ReLU(Module):
+    """max(x, 0), elementwise, as `torch.nn.ReLU`."""
+
     def forward(self, x):
         return ops.relu(input_tensor(x))
 
 
 class LeakyReLU(Module):
+    """x where positive, else `negative_slope * x`, as `torch.nn.LeakyReLU`."""
+
     def __init__(self, negative_slope=0.01):
         super().__init__()
         self.negative_slope = negative_slope
@@ -106,21 +121,31 @@ class LeakyReLU(Module):
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)), elementwise, as `torch.nn.Sigmoid`: the autoencoders' last layer,
+    which puts their outputs in [0, 1]."""
+
     def forward(self, x):
         return ops.sigmoid(input_tensor(x))
 
 
 class Tanh(Module):
+    """The hyperbolic tangent, elementwise, as `torch.nn.Tanh`."""
+
     def forward(self, x):
         return ops.tanh(input_tensor(x))
 
 
 class Identity(Module):
+    """Returns its input: a placeholder where a model's structure has an optional layer."""
+
     def forward(self, x):
         return x
 
 
 class Dropout(Module):
+    """In training mode, zeroes each element with probability `p` and scales the others
+    by 1/(1-p); in evaluation mode, returns its input. As `torch.nn.Dropout`."""
+
     def __init__(self, p=0.5):
         super().__init__()
         if not 0 <= p <= 1:
@@ -171,14 +196,25 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) inputs over each channel, as
+    `torch.nn.BatchNorm1d`: batch statistics in training mode, the running ones (buffers,
+    saved in state_dict) in evaluation mode."""
+
     expected_dims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) inputs over each channel, as
+    `torch.nn.BatchNorm2d`: batch statistics in training mode, the running ones (buffers,
+    saved in state_dict) in evaluation mode."""
+
     expected_dims = (4,)
 
 
 class Flatten(Module):
+    """Merges dimensions `start_dim` to `end_dim` into one, as `torch.nn.Flatten`: by
+    default (N, C, H, W) becomes (N, C*H*W)."""
+
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
@@ -194,6 +230,9 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
+    """Splits dimension `dim` into `unflattened_size`, as `torch.nn.Unflatten`: the inverse
+    of Flatten in a decoder, (N, C*H*W) back to (N, C, H, W)."""
+
     def __init__(self, dim, unflattened_size):
         super().__init__()
         self.dim, self.unflattened_size = dim, tuple(unflattened_size)
@@ -231,18 +270,25 @@ class _SoftmaxNd(Module):
 
 
 class Softmax(_SoftmaxNd):
+    """exp(x) / sum(exp(x)) along `dim`, as `torch.nn.Softmax`."""
+
     def forward(self, x):
         x = input_tensor(x)
         return F.softmax(x, self._dim(x))
 
 
 class LogSoftmax(_SoftmaxNd):
+    """log(softmax(x)) along `dim`, computed stably, as `torch.nn.LogSoftmax`."""
+
     def forward(self, x):
         x = input_tensor(x)
         return F.log_softmax(x, self._dim(x))
 
 
 class LayerNorm(Module):
+    """Normalises each sample over its last dimensions (`normalized_shape`), then scales
+    and shifts, as `torch.nn.LayerNorm`; the same in training and evaluation mode."""
+
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \

@@ -17,6 +17,10 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 
 
 class Module(Conversions):
+    """The base of every layer and model, as `torch.nn.Module`: a subclass calls
+    `super().__init__()`, assigns its layers and Parameters as attributes (which registers
+    them under those names) and defines `forward`; `module(x)` calls `forward(x)`."""
+
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -67,10 +71,13 @@ class Module(Conversions):
         self._buffers[name] = True
 
     def register_parameter(self, name, param):
+        """Register the Parameter `param` under `name`, as assigning it as an attribute does."""
         setattr(self, name, param)
 
     # ------------------------------------------------------------------ calling
     def forward(self, *args, **kwargs):
+        """The module's computation, which every subclass defines; call the module itself,
+        `module(x)`, to run it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
@@ -78,9 +85,11 @@ class Module(Conversions):
 
     # ------------------------------------------------------------------ traversal
     def named_children(self):
+        """(name, module) of each direct child, in the order they were assigned."""
         return iter(self._modules.items())
 
     def children(self):
+        """Each direct child module, in the order they were assigned."""
         return iter(self._modules.values())
 
     def named_modules(self, prefix=""):
@@ -98,6 +107,7 @@ class Module(Conversions):
             stack.extend(reversed(children))
 
     def modules(self):
+        """Every module below and including this one, each once."""
         return (module for _, module in self.named_modules())
 
     def named_parameters(self, prefix="", recurse=True):
@@ -112,20 +122,27 @@ class Module(Conversions):
                 yield (f"{module_name}.{name}" if module_name else name), param
 
     def parameters(self, recurse=True):
+        """Every parameter, its children's too unless `recurse=False`, shared ones once: what
+        an optimizer takes."""
         return (param for _, param in self.named_parameters(recurse=recurse))
 
     def named_buffers(self):
+        """(dotted name, array) of every buffer below and including this module, such as
+        BatchNorm's running statistics."""
         for module_name, module in self.named_modules():
             for name in module._buffers:
                 yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
 
     # ------------------------------------------------------------------ modes
     def train(self, mode=True):
+        """Put this module and every one below it in training mode (or evaluation mode,
+        `mode=False`), which Dropout and BatchNorm follow; returns the module."""
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
 
     def eval(self):
+        """`train(False)`: evaluation mode, for inference; returns the module."""
         return self.train(False)
 
     def requires_grad_(self, requires_grad=True):
@@ -135,6 +152,7 @@ class Module(Conversions):
         return self
 
     def zero_grad(self, set_to_none=True):
+        """Clear every parameter's gradient: to None, as PyTorch by default, or to zeros."""
         for param in self.parameters():
             param.zero_grad(set_to_none)
 
@@ -204,6 +222,8 @@ class Module(Conversions):
 
     # ------------------------------------------------------------------ printing
     def extra_repr(self):
+        """The settings a layer shows inside its repr (`in_features=64, ...`); a subclass
+        with settings overrides it."""
         return ""
 
     def __repr__(self):

@@ -5,6 +5,9 @@ from .module import Module
 
 
 class MaxPool2d(Module):
+    """The maximum of each kernel_size window of (N, C, H, W) inputs, as
+    `torch.nn.MaxPool2d` (stride defaults to kernel_size)."""
+
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
                  ceil_mode=False):
         super().__init__()
@@ -22,6 +25,9 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
+    """The mean of each kernel_size window of (N, C, H, W) inputs, as
+    `torch.nn.AvgPool2d` (stride defaults to kernel_size)."""
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
         super().__init__()
@@ -38,6 +44,9 @@ class AvgPool2d(Module):
 
 
 class Upsample(Module):
+    """Resizes (N, C, H, W) inputs to `size` or by `scale_factor`, nearest neighbour, as
+    `torch.nn.Upsample` (see `numpy_dl.functional.interpolate`)."""
+
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
                  recompute_scale_factor=None):
         super().__init__()

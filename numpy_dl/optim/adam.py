@@ -11,6 +11,9 @@ from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
+    """Adam, as `torch.optim.Adam`: its update rule and defaults, `weight_decay` added to
+    the gradient (AdamW decouples it) and `amsgrad`."""
+
     decoupled_weight_decay = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,

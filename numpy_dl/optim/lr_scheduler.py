@@ -9,6 +9,10 @@ import math
 
 
 class LRScheduler:
+    """The base of the schedulers, as `torch.optim.lr_scheduler.LRScheduler`: every
+    `step()` sets each param group's "lr" from its current value by `next_lr`, which a
+    subclass defines."""
+
     def __init__(self, optimizer, last_epoch=-1):
         self.optimizer = optimizer
         if last_epoch == -1:
@@ -34,6 +38,8 @@ class LRScheduler:
         raise NotImplementedError(f"{type(self).__name__} must define next_lr()")
 
     def step(self):
+        """Advance the schedule by one epoch and set the rates it gives; call it after the
+        epoch's optimizer steps, as in PyTorch."""
         self._step_count += 1
         self.last_epoch += 1
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
@@ -45,6 +51,8 @@ class LRScheduler:
         return list(self._last_lr)
 
     def state_dict(self):
+        """The schedule's position and settings (everything but the optimizer), for a
+        checkpoint."""
         return {key: value for key, value in vars(self).items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict):
@@ -54,6 +62,9 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
+    """Multiplies the rate by `gamma` every `step_size` steps, as
+    `torch.optim.lr_scheduler.StepLR`."""
+
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size, self.gamma = int(step_size), gamma
         super().__init__(optimizer, last_epoch)
@@ -65,6 +76,9 @@ class StepLR(LRScheduler):
 
 
 class ExponentialLR(LRScheduler):
+    """Multiplies the rate by `gamma` at every step, as
+    `torch.optim.lr_scheduler.ExponentialLR`."""
+
     def __init__(self, optimizer, gamma, last_epoch=-1):
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)

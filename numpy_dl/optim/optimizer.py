@@ -11,6 +11,11 @@ from .flat import FlatGroup
 
 
 class Optimizer:
+    """The base of the optimizers, as `torch.optim.Optimizer`: `params` is an iterable of
+    Parameters or of param-group dicts (`{"params": ..., "lr": 0.01}`), whose options
+    default to `defaults`. A subclass names its per-parameter state (`state_names`) and
+    defines `update`."""
+
     state_names = ()
 
     def __init__(self, params, defaults):
@@ -25,6 +30,8 @@ class Optimizer:
             self.add_param_group(group)
 
     def add_param_group(self, group):
+        """Add a group: a dict of "params" and any options, the others the optimizer's
+        defaults, as PyTorch. A parameter belongs to one group, once."""
         params = list(group["params"])
         known = {id(p) for g in self.param_groups for p in g["params"]}
         for param in params:
@@ -58,11 +65,14 @@ class Optimizer:
         return self._flat
 
     def zero_grad(self, set_to_none=True):
+        """Clear every parameter's gradient: to None, as PyTorch by default, or to zeros."""
         for group in self.param_groups:
             for param in group["params"]:
                 param.zero_grad(set_to_none)
 
     def step(self):
+        """Update every parameter that has a gradient; one without (unused this step) keeps
+        its values and its step count."""
         for index, (group, flat) in enumerate(zip(self.param_groups, self._flat)):
             state = self._group_state(index)
             present = flat.gather()
@@ -72,6 +82,8 @@ class Optimizer:
                 self.update(group, flat.data[run], flat.grad[run], run_state, int(step))
 
     def update(self, group, values, grads, state, step):
+        """What a subclass defines: update `values` in place from `grads` (1-D runs of the
+        flat buffers) with `state`, its arrays over the same run, at step count `step`."""
         raise NotImplementedError(f"{type(self).__name__} must define update()")
 
     # ------------------------------------------------------------------ state
@@ -95,6 +107,8 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
+        """Restore what `state_dict()` returned, in place: each group's options and each
+        parameter's state; ValueError when the groups or the shapes differ."""
         groups = state_dict["param_groups"]
         sizes = [len(g["params"]) for g in self.param_groups]
         if [len(g["params"]) for g in groups] != sizes:

@@ -5,7 +5,7 @@ from .optimizer import Optimizer
 
 
 class RMSprop(Optimizer):
-    """Divide each gradient by a running root mean square of its past values:
+    """Divide each gradient by a running root mean square of its past values::
 
         square_avg = alpha * square_avg + (1 - alpha) * grad**2
         avg = sqrt(square_avg - grad_avg**2) + eps   (centered; grad_avg is the running

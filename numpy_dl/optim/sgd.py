@@ -3,6 +3,9 @@ from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
+    """Stochastic gradient descent, as `torch.optim.SGD`: its momentum, dampening, Nesterov
+    and weight-decay rules and defaults."""
+
     state_names = ("momentum_buffer",)
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
