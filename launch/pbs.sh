@@ -21,8 +21,8 @@ export NUMPY_DL_STALL_TIMEOUT=${NUMPY_DL_STALL_TIMEOUT:-600}
 RANKS=$(wc -l < "$PBS_NODEFILE")
 
 # MPICH and Intel MPI take the hosts with -f, Open MPI with --hostfile: ask mpirun which
-# it is. Ranks share each node's cores, so the launcher's default BLAS threads (cores per
-# node / ranks per node) fit.
+# it is. Each rank runs one BLAS thread (the launcher's default, --threads 1); with a
+# node's cores to spare per rank, --threads 0 shares them (cores per node / ranks per node).
 if mpirun --version 2>&1 | grep -q "Open MPI"; then
     HOSTS=(--hostfile "$PBS_NODEFILE")
 else

@@ -4,7 +4,8 @@ Everything here works in one process; `numpy_dl.distributed.checkpoint` adds the
 collective versions (rank 0 does the file work, every rank gets the result).
 
 A checkpoint file is read with `np.load(path, allow_pickle=False)`, so loading one from an
-untrusted source cannot run code. It holds:
+untrusted source cannot run code. It holds::
+
     model/<name>                      the model's state_dict (parameters and buffers)
     optimizer/state/<index>/<name>    the optimizer's per-parameter state in PyTorch's
                                       layout (index: position across all param groups),
@@ -16,6 +17,7 @@ untrusted source cannot run code. It holds:
                                       rng_states (one per rank), created
     checksum                          the sha256 (as ASCII hex) of the metadata's bytes and
                                       every other array's name, dtype, shape and bytes
+
 Loading checks the format version, the checksum, the metadata's structure and that every
 value is finite, and raises one CheckpointError on any damage; no checkpoint holding a
 non-finite value is written either.

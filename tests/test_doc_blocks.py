@@ -32,7 +32,7 @@ EXAMPLES_PAGE = "examples/autoencoders/README.md"
 PAGES = (["README.md", EXAMPLES_PAGE]
          + sorted(os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, "docs", "*.md"))))
 LANGUAGES = {"python", "bash", "toml", "text"}
-FENCE = re.compile(r"^(\s*)(`{3,})([^`\s]*)\s*$")
+FENCE = re.compile(r"^(\s*)(`{3,})([^`\s]*)(?:\s+[^`]*)?$")
 
 
 def fenced_blocks(page):

@@ -47,7 +47,7 @@ class RunError(LaunchError, RuntimeError):
 
 class NonFiniteError(LaunchError, FloatingPointError):
     """Training met a non-finite loss or gradient and stopped before applying it; the last
-    good checkpoint is the one to go back to (with a lower --lr, say)."""
+    good checkpoint is the one to go back to (with a lower --lr and --allow-changes, say)."""
     exit_code = 3
 
 

@@ -642,7 +642,7 @@ class Training:
         error = NonFiniteError(f"{what} at step {self.step + 1} "
                                f"(epoch {epoch}); the update was not applied and nothing was "
                                f"saved after it; last good checkpoint: {last}; resume from it "
-                               f"with a lower --lr")
+                               f"with a lower --lr (--resume PATH --lr X --allow-changes)")
         error.agreed = True
         raise error
 
