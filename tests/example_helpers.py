@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from distributed_helpers import mpirun_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,6 +23,16 @@ def run_example(name, *options, out, ranks=1, timeout=300):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{name}.py exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
+
+
+def one_process_run(name, *options):
+    """A module-scoped fixture of the example run once in one process with `options`:
+    (its standard output, its output folder), shared by the tests of one script."""
+    @pytest.fixture(scope="module")
+    def one_process(tmp_path_factory):
+        out = tmp_path_factory.mktemp(name)
+        return run_example(name, *options, out=out), out
+    return one_process
 
 
 def printed_number(output, label):

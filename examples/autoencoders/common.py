@@ -18,8 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import numpy_dl as ndl  # noqa: E402
-from numpy_dl import distributed  # noqa: E402
+from numpy_dl import distributed, runtime  # noqa: E402
 from numpy_dl.data import DataLoader, DistributedSampler, TensorDataset, datasets  # noqa: E402
+from numpy_dl.loss import MSELoss  # noqa: E402
 from numpy_dl.optim import Adam  # noqa: E402
 
 TEST_SIZE = 1000
@@ -66,11 +67,20 @@ def train(model, batch_loss, arrays, args, comm=None):
     """Train `model` with Adam for args.epochs epochs over the rows of `arrays` (a tuple of
     equally long arrays), in global batches of args.batch_size split over the ranks.
 
-    batch_loss(model, *batch) is called with this rank's rows of each array, as float32
-    NumPy arrays, and returns the scalar loss Tensor to minimize. Prints the mean loss over
-    all ranks after each epoch (rank 0) and returns the last one."""
+    batch_loss(model, *batch) is called with this rank's rows of each array, as NumPy
+    arrays of the arrays' dtypes, and returns the scalar loss Tensor to minimize. Prints
+    the mean loss over all ranks after each epoch (rank 0) and returns the last one.
+
+    Each process runs one BLAS thread, as the launcher does by default: these models'
+    matrices are too small for threads to pay, and threads collapse on busy cores. Each
+    rank draws its own noise (a VAE's reparameterisation) from (seed, rank): with one
+    seed everywhere the ranks would draw the same noise for different digits. So a VAE
+    trained under mpirun sees other noise than in one process, and its figures agree to
+    within the noise's spread; models without noise agree to float rounding."""
     comm = comm or distributed.init()
+    runtime.set_blas_threads(1)
     distributed.broadcast_parameters(model, comm)
+    ndl.manual_seed(np.random.SeedSequence([args.seed, comm.rank]).generate_state(1)[0])
     optimizer = distributed.DistributedOptimizer(Adam(model.parameters(), lr=args.lr), comm=comm)
     dataset = TensorDataset(*arrays)
     sampler = DistributedSampler(dataset, seed=args.seed)
@@ -89,6 +99,22 @@ def train(model, batch_loss, arrays, args, comm=None):
         report(comm, f"epoch {epoch:3d}/{args.epochs}  loss {mean:.4f}")
     model.eval()
     return mean
+
+
+def reconstruction_loss(model, x):
+    """The batch loss of a plain autoencoder: the mean squared error of its reconstruction."""
+    x = ndl.tensor(x)
+    return MSELoss()(model(x), x)
+
+
+def negative_elbo(criterion):
+    """The batch loss of a VAE, for train() and for a test set: criterion(reconstruction,
+    x, mu, logvar) with a VAELoss `criterion`; a conditional VAE's labels go on to it."""
+    def loss(vae, x, *labels):
+        x = ndl.tensor(x)
+        reconstruction, mu, logvar = vae(x, *labels)
+        return criterion(reconstruction, x, mu, logvar)
+    return loss
 
 
 def report(comm, text):
@@ -112,8 +138,9 @@ def evaluate(model, x, batch_size=500):
 def save_rows(path, rows, columns=10):
     """A picture of 28x28 digits: one row per (label, images) item of `rows`, the first
     `columns` images of each, the label written at the left of its row."""
+    margin = 0.2 + 0.075 * max(len(label) for label in rows)  # inches for the labels
     figure, axes = plt.subplots(len(rows), columns, squeeze=False,
-                                figsize=(0.9 * columns + 1.4, 0.95 * len(rows)))
+                                figsize=(0.9 * columns + margin, 0.95 * len(rows)))
     for row_axes, (label, images) in zip(axes, rows.items()):
         images = np.asarray(images).reshape(-1, 28, 28)
         for column, axis in enumerate(row_axes):
@@ -122,7 +149,8 @@ def save_rows(path, rows, columns=10):
             axis.set_xticks([])
             axis.set_yticks([])
         row_axes[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    figure.tight_layout(pad=0.3)
+    figure.subplots_adjust(left=margin / figure.get_figwidth(), right=0.99, top=0.99,
+                           bottom=0.01, wspace=0.08, hspace=0.08)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
