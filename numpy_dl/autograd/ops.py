@@ -5,6 +5,7 @@ output gradient to the inputs' gradients. Gradients are computed only for inputs
 require them.
 """
 import builtins
+import inspect
 from collections import namedtuple
 
 import numpy as np
@@ -465,3 +466,17 @@ def leaky_relu(a, negative_slope=0.01):
     `torch.nn.functional.leaky_relu`."""
     slope = np.where(a.data > 0, np.asarray(1, a.dtype), np.asarray(negative_slope, a.dtype))
     return Tensor._make(a.data * slope, (a,), lambda g: (g * slope,), "leaky_relu")
+
+
+def _document_tensor_methods():
+    """Give each Tensor method that calls an op (t.sum, t.reshape, ...) the op's docstring
+    and signature, so that help(t.sum) and the API reference say what it takes; tensor.py
+    cannot, being imported before this module."""
+    for method in vars(Tensor).values():
+        op = globals().get(getattr(method, "op_name", None))
+        if op is not None:
+            method.__doc__ = op.__doc__
+            method.__signature__ = inspect.signature(op)
+
+
+_document_tensor_methods()

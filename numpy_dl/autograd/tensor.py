@@ -57,6 +57,7 @@ def _op_method(name, reflected=False):
             return getattr(ops, name)(self, *args, **kwargs)
     swapped = " with the operands swapped" if reflected else ""
     method.__doc__ = f"numpy_dl.autograd.ops.{name}{swapped}"
+    method.op_name = None if reflected else name  # ops.py gives it the op's docstring
     return method
 
 
