@@ -12,20 +12,33 @@ them one after the other:
 - ```text blocks are output or prose, shown and not run.
 
 Any other fence language fails the test, so that nothing untested can slip onto a page.
+The API reference shows the docstrings: their `.. code-block:: python` examples run here
+too, each in a fresh namespace holding what such a fragment assumes (a small model, its
+optimizer, a batch, a run directory: `fragment_namespace`).
 Two kinds of block are run elsewhere: the README's Quick start, which CI runs as its own
 last two lines (tests/test_readme.py checks they are the same), and the example scripts'
 commands on the examples page, each run by its tests/test_example_NAME.py.
 """
+import ast
 import glob
 import os
 import re
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
 
+import numpy_dl as ndl
+from numpy_dl import distributed
+from numpy_dl.data import DataLoader, DistributedSampler, TensorDataset
+from numpy_dl.distributed import checkpoint
 from numpy_dl.launch import config
+from numpy_dl.loss import MSELoss
+from numpy_dl.models import Autoencoder
+from numpy_dl.nn.utils import clip_grad_norm_
+from numpy_dl.optim import Adam
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES_PAGE = "examples/autoencoders/README.md"
@@ -114,3 +127,64 @@ def test_the_examples_page_shows_only_commands_of_tested_scripts():
                 f"{EXAMPLES_PAGE}: {match.group(1)}.py has no tests/test_example_{match.group(1)}.py"
     languages = {language for language, _, _ in fenced_blocks(EXAMPLES_PAGE)}
     assert languages <= LANGUAGES - {"python", "toml"}
+
+
+def docstring_examples():
+    """(file:line, [code of each `.. code-block:: python` block]) of every docstring in
+    numpy_dl that has one."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "numpy_dl", "**", "*.py"), recursive=True)):
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)):
+                text = ast.get_docstring(node, clean=True) or ""
+                blocks = re.findall(r"^\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text + "\n",
+                                    flags=re.M)
+                if blocks:
+                    where = f"{os.path.relpath(path, ROOT)}:{getattr(node, 'lineno', 1)}"
+                    found.append((where, [textwrap.dedent(block) for block in blocks]))
+    return found
+
+
+def fragment_namespace(run_dir):
+    """What the docstrings' fragments take as given: a world communicator, a small model
+    (one a checkpoint can rebuild) with its loss and a DistributedOptimizer, a global batch
+    and this rank's batches."""
+    ndl.manual_seed(0)
+    comm = distributed.init()
+    model = Autoencoder(4, [3], 2)
+    x_global = np.random.default_rng(0).random((16, 4), dtype=np.float32)
+    dataset = TensorDataset(x_global)
+    criterion = MSELoss()
+    optimizer = distributed.DistributedOptimizer(Adam(model.parameters()), comm=comm)
+    return {"np": np, "ndl": ndl, "distributed": distributed, "checkpoint": checkpoint,
+            "Adam": Adam, "DistributedOptimizer": distributed.DistributedOptimizer,
+            "clip_grad_norm_": clip_grad_norm_, "comm": comm, "model": model,
+            "criterion": criterion, "optimizer": optimizer, "opt": optimizer,
+            "loss": criterion(model(x_global), x_global), "x_global": x_global,
+            "loader": DataLoader(dataset, batch_size=4, sampler=DistributedSampler(dataset)),
+            "my_batches": [x_global[:8], x_global[8:]], "run_dir": str(run_dir), "e": 0,
+            "cfg": {"options": {}}, "scheduler": None}
+
+
+@pytest.mark.parametrize("where, blocks", docstring_examples(), ids=lambda value: str(value)[:40])
+def test_every_docstring_example_runs(where, blocks, tmp_path):
+    for number, block in enumerate(blocks):
+        exec(compile(block, where, "exec"), fragment_namespace(tmp_path / str(number)))
+
+
+def test_docstrings_show_code_only_in_python_code_blocks():
+    """A `::` literal block is for layouts and tables; code goes in a `.. code-block::
+    python` block, which runs above, so a block of code that compiles is flagged."""
+    for path in glob.glob(os.path.join(ROOT, "numpy_dl", "**", "*.py"), recursive=True):
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)):
+                text = ast.get_docstring(node, clean=True) or ""
+                for block in re.findall(r"::\n\n((?:    .*\n|\n)+)", text + "\n"):
+                    try:
+                        compile(textwrap.dedent(block), path, "exec")
+                    except SyntaxError:
+                        continue
+                    raise AssertionError(f"{path}: a literal block that is Python code; make it a "
+                                         f"`.. code-block:: python` block:\n{block}")

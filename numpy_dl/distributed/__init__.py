@@ -1,6 +1,8 @@
-"""Data-parallel training over MPI, and the same code in a single process::
+"""Data-parallel training over MPI, and the same code in a single process.
 
-    from numpy_dl import distributed
+.. code-block:: python
+
+    from numpy_dl import distributed, optim
     from numpy_dl.distributed import checkpoint
 
     comm = distributed.init()                         # MPI under mpirun, else one process

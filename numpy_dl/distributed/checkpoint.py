@@ -5,7 +5,9 @@ module makes save, save_as, latest and load collective (rank 0 reads or writes, 
 receive its result or its error, so no rank walks on alone) and restores each rank's own
 RNG stream. Nothing in a checkpoint depends on the number of ranks, so one written by 4
 ranks resumes on 2 or on 1; only the RNG streams are restored exactly at the same world
-size::
+size:
+
+.. code-block:: python
 
     path = checkpoint.save(run_dir, model, optimizer, epoch=3, step=1200, config=cfg,
                            data_position={"epoch": 3, "batch": 0}, comm=comm, keep=3)

@@ -10,7 +10,9 @@ and every parameter that has one on any rank gets the result on every rank. Ever
 therefore always makes the same collectives, whatever the data did to its graph.
 
 The result replaces the gradients in place, so the gradients anyone sees after step()
-or synchronize() are the averages (or sums, or Adasum's), as in Horovod::
+or synchronize() are the averages (or sums, or Adasum's), as in Horovod:
+
+.. code-block:: python
 
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm,
                                backward_passes_per_step=1, compression=None,
@@ -57,7 +59,9 @@ every rank count that divides K. Each step() call takes the gradient of one micr
 (the rank's next one of `distributed.micro_batch_slices(global_batch, K, comm)`, its loss
 a mean over the micro-batch); the K/size-th call sums the K micro-gradients of all ranks
 in one fixed binary tree, divides by K (a power of two: exact) and updates. It averages
-(op=Average only) and has no join(): every global batch is split over all ranks::
+(op=Average only) and has no join(): every global batch is split over all ranks:
+
+.. code-block:: python
 
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm, deterministic=True,
                                micro_batches=8)
@@ -66,7 +70,9 @@ in one fixed binary tree, divides by K (a power of two: exact) and updates. It a
         opt.step()                                # updates after this rank's last one
 
 `synchronize()` combines early, e.g. to clip the averaged gradients, and the next step()
-updates without combining again. Horovod's spelling of it runs as it is::
+updates without combining again. Horovod's spelling of it runs as it is:
+
+.. code-block:: python
 
     opt.synchronize(); clip_grad_norm_(model.parameters(), 1.0)
     with opt.skip_synchronize():
@@ -77,7 +83,9 @@ raises RuntimeError (Horovod's steps on whatever the gradients hold, and the ran
 silently drift apart).
 
 Uneven inputs, `join()` (Horovod's `hvd.join()`, PyTorch's Join): each rank calls it
-once it has run out of batches, whatever the others still have::
+once it has run out of batches, whatever the others still have:
+
+.. code-block:: python
 
     for x in my_batches:                          # not the same number on every rank
         opt.zero_grad(); criterion(model(x), x).backward(); opt.step()
