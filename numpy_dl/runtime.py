@@ -47,16 +47,25 @@ def started_by_mpi():
     return any(rank in os.environ for rank, _ in _RANK_AND_SIZE) or "PMI_FD" in os.environ
 
 
+def started_by_torchrun():
+    """True when torchrun (torch.distributed.run) started this process: it starts
+    processes and sets RANK and WORLD_SIZE, but starts no MPI, so they cannot form one
+    MPI job."""
+    return "TORCHELASTIC_RUN_ID" in os.environ and "WORLD_SIZE" in os.environ
+
+
 def launcher_tasks():
     """(task index, number of tasks) that the process's launcher started, from the
-    variables of Slurm's srun (a job step's, not the batch script's) or of an MPI
-    launcher; (0, 1) when none says. `distributed.init()` compares it with the MPI world
+    variables of Slurm's srun (a job step's, not the batch script's), of torchrun or of an
+    MPI launcher; (0, 1) when none says. `distributed.init()` compares it with the MPI world
     it gets, which is 1 when the tasks did not form one MPI job. NUMPY_DL_NO_MPI=1 says
     each task is meant to run alone: (0, 1)."""
     if _mpi_turned_off():
         return 0, 1
     if "SLURM_STEP_NUM_TASKS" in os.environ and "SLURM_PROCID" in os.environ:
         return int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_STEP_NUM_TASKS"])
+    if started_by_torchrun():
+        return int(os.environ.get("RANK", 0)), int(os.environ["WORLD_SIZE"])
     for rank, size in _RANK_AND_SIZE:
         if rank in os.environ and size in os.environ:
             return int(os.environ[rank]), int(os.environ[size])

@@ -1,6 +1,6 @@
-"""Launch checks: tasks that did not form one MPI job, or cannot import mpi4py, stop at
-once with one line from task 0 (exit 2) instead of training as separate one-rank jobs
-into the same directory; --threads never asks for more threads than cores."""
+"""Launch checks: tasks that did not form one MPI job (srun without an MPI plugin,
+torchrun), or cannot import mpi4py, stop at once with one line from task 0 (exit 2)
+instead of training as separate one-rank jobs into the same directory; --threads never asks for more threads than cores."""
 import os
 import sys
 
@@ -31,6 +31,20 @@ def test_tasks_that_formed_no_mpi_job_stop_with_one_line(tmp_path, variables):
     other = launch(tmp_path, "train", "--out", tmp_path / "run",
                    **{**variables, "SLURM_PROCID": "3"})
     assert other.returncode == 2 and other.stderr == ""  # task 0 alone reports
+
+
+def test_processes_started_by_torchrun_stop_with_one_line_naming_mpirun(tmp_path):
+    torchrun = {"TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    first = launch(tmp_path, "train", "--out", tmp_path / "run", RANK="0", LOCAL_RANK="0",
+                   **torchrun)
+    assert first.returncode == 2
+    assert first.stderr.count("\n") == 1, first.stderr
+    assert "started by torchrun (2 processes)" in first.stderr
+    assert "mpirun -n 2" in first.stderr
+    assert not (tmp_path / "run").exists()
+    second = launch(tmp_path, "info", RANK="1", LOCAL_RANK="1", **torchrun)
+    assert second.returncode == 2 and second.stderr == ""  # task 0 alone reports
 
 
 def test_a_missing_mpi4py_under_a_launcher_is_one_line(tmp_path):

@@ -163,6 +163,11 @@ def init(stall_timeout=None, abort_on_exception=True):
                               f"mpi4py against your MPI), or set NUMPY_DL_NO_MPI=1", task) from None
         timeout = stall_timeout_from_env() if stall_timeout is None else float(stall_timeout)
         world = MPICommunicator(stall_timeout=timeout)
+    if tasks > world.size and runtime.started_by_torchrun():
+        raise MPIJobError(f"started by torchrun ({tasks} processes), which starts no MPI, so "
+                          f"the processes cannot train together: numpy_dl's ranks talk over "
+                          f"MPI; start them with mpirun -n {tasks} (srun --mpi=pmi2 or "
+                          f"--mpi=pmix under Slurm)", task)
     if tasks > world.size:
         raise MPIJobError(f"{tasks} tasks were started, but they did not form one MPI job "
                           f"(this one sees a world of {world.size}): under Slurm pass "

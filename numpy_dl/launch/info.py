@@ -18,6 +18,7 @@ from ..runtime import available_cores, blas_libraries, default_threads
 
 def run(args, comm, console):
     """Print the report on rank 0 (the launcher has set the BLAS threads already)."""
+    threads = default_threads(comm.ranks_per_node)
     lines = [
         f"numpy_dl {numpy_dl.__version__}, NumPy {np.__version__}, Python "
         f"{platform.python_version()} ({sys.executable})",
@@ -25,7 +26,7 @@ def run(args, comm, console):
         f"world size: {comm.size}",
         f"ranks per node: {comm.ranks_per_node}",
         f"cores available to a rank: {available_cores()}; --threads 0 gives a rank "
-        f"{default_threads(comm.ranks_per_node)} BLAS threads (cores / ranks per node)",
+        f"{threads} BLAS thread{'s' * (threads != 1)} (cores / ranks per node)",
     ]
     for name, version, count, layer in blas_libraries() or [("none found", "", None, "")]:
         lines.append(f"BLAS: {name} {version} ({layer} threading), {count} "
