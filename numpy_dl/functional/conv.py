@@ -11,7 +11,7 @@ import numpy as np
 
 from ..autograd import Tensor
 from ..autograd.ops import as_tensor
-from .linear import check_float
+from .linear import check_float, column_sums
 
 
 def pair(value, name, minimum=0):
@@ -111,7 +111,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             gw = _matrix_to_weight(g2.T @ cols, weight.shape)
         if bias is None:
             return gx, gw
-        return gx, gw, (g2.sum(axis=0) if bias.requires_grad else None)
+        return gx, gw, (column_sums(g2) if bias.requires_grad else None)
     parents = (x, weight) if bias is None else (x, weight, bias)
     out = out.reshape(n, out_h, out_w, o).transpose(0, 3, 1, 2)
     return Tensor._make(out, parents, backward, "conv2d")
@@ -141,7 +141,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         out += bias.data
 
     def backward(g):
-        cols = _im2col(_padded_nhwc(g, ph, pw, full_h, full_w), kh, kw, stride, h, w)
+        padded = _padded_nhwc(g, ph, pw, full_h, full_w)
+        cols = _im2col(padded, kh, kw, stride, h, w)
         gx = gw = None
         if x.requires_grad:
             gx = (cols @ wmat.T).reshape(n, h, w, cin).transpose(0, 3, 1, 2)
@@ -149,6 +150,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
             gw = _matrix_to_weight(rows.T @ cols, weight.shape)
         if bias is None:
             return gx, gw
-        return gx, gw, (g.sum(axis=(0, 2, 3)) if bias.requires_grad else None)
+        # The padding is zeros, so the padded gradient's column sums are the bias gradient.
+        return gx, gw, (column_sums(padded.reshape(-1, cout)) if bias.requires_grad else None)
     parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor._make(out.transpose(0, 3, 1, 2), parents, backward, "conv_transpose2d")
