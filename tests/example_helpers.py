@@ -5,7 +5,9 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from distributed_helpers import mpirun_command
 
@@ -33,6 +35,13 @@ def one_process_run(name, *options):
         out = tmp_path_factory.mktemp(name)
         return run_example(name, *options, out=out), out
     return one_process
+
+
+def grey_pixels(path):
+    """A saved picture as a float array of grey levels (rows, columns), for checks of its
+    size and that it is not blank."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"), dtype=float)
 
 
 def printed_number(output, label):

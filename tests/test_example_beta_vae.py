@@ -1,12 +1,10 @@
 """examples/autoencoders/beta_vae.py: beta = 4 trades reconstruction for a smaller KL
 than beta = 1, both printed per test digit, the picture of their reconstructions and
 samples is saved, and `mpirun -n 2` trains them to nearly the same figures."""
-import numpy as np
 import pytest
-from PIL import Image
 
 from distributed_helpers import needs_mpirun
-from example_helpers import one_process_run, run_example
+from example_helpers import grey_pixels, one_process_run, run_example
 
 SMALL = ("--epochs", "2", "--train-size", "1000")
 
@@ -32,8 +30,7 @@ def test_a_larger_beta_buys_a_smaller_kl_with_a_worse_reconstruction(one_process
 
 def test_the_picture_has_the_inputs_reconstructions_and_samples(one_process):
     _, out = one_process
-    with Image.open(out / "beta_vae.png") as image:
-        pixels = np.asarray(image.convert("L"), dtype=float)
+    pixels = grey_pixels(out / "beta_vae.png")
     assert 900 < pixels.shape[1] < 1200 and 400 < pixels.shape[0] < 550  # five rows
     assert pixels.std() > 20
 

@@ -2,12 +2,10 @@
 digits, a classifier of real digits reads its generated digits as the classes asked for
 far more often than the 10% of chance, the grid of digits 0-9 is saved, and
 `mpirun -n 2` trains to nearly the same figures."""
-import numpy as np
 import pytest
-from PIL import Image
 
 from distributed_helpers import needs_mpirun
-from example_helpers import one_process_run, printed_number, run_example
+from example_helpers import grey_pixels, one_process_run, printed_number, run_example
 
 SMALL = ("--epochs", "3", "--train-size", "1000")
 ELBO = "negative ELBO per test digit"
@@ -27,8 +25,7 @@ def test_the_generated_digits_are_of_the_class_asked_for(one_process):
 
 def test_the_picture_has_a_row_per_digit(one_process):
     _, out = one_process
-    with Image.open(out / "conditional_vae.png") as image:
-        pixels = np.asarray(image.convert("L"), dtype=float)
+    pixels = grey_pixels(out / "conditional_vae.png")
     assert 900 < pixels.shape[1] < 1200 and 850 < pixels.shape[0] < 1050  # ten rows
     assert pixels.std() > 20
 

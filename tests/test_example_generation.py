@@ -2,12 +2,10 @@
 ELBO per test digit (well below the 543 of a model that outputs 0.5 everywhere), the
 pictures of their samples and interpolations are saved, and `mpirun -n 2` trains them to
 nearly the same figures."""
-import numpy as np
 import pytest
-from PIL import Image
 
 from distributed_helpers import needs_mpirun
-from example_helpers import one_process_run, printed_number, run_example
+from example_helpers import grey_pixels, one_process_run, printed_number, run_example
 
 SMALL = ("--epochs", "1", "--train-size", "1000")
 MODELS = ("VAE", "ConvVAE")
@@ -31,8 +29,7 @@ def test_both_models_learn_the_digits(one_process):
                                            ("generation-interpolation.png", 3)])
 def test_the_pictures_show_a_row_of_digits_per_model(one_process, picture, rows):
     _, out = one_process
-    with Image.open(out / picture) as image:
-        pixels = np.asarray(image.convert("L"), dtype=float)
+    pixels = grey_pixels(out / picture)
     assert 900 < pixels.shape[1] < 1200
     assert 80 * rows < pixels.shape[0] < 110 * rows
     assert pixels.std() > 20  # digits, not a blank page
