@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import numpy_dl as ndl
+from numpy_dl import nn
 from numpy_dl.autograd import Tensor
 
 
@@ -367,3 +368,45 @@ def test_tensor_module_is_not_hidden_by_the_factory():
     import numpy_dl.autograd.tensor as module
     assert module.Tensor is ndl.Tensor and ndl.autograd.tensor is module
     assert callable(ndl.tensor) and "__add__" in vars(ndl.Tensor) and "relu" in vars(ndl.Tensor)
+
+
+# ---------------------------------------------------------------------- post-accumulate hooks
+def test_post_accumulate_hook_runs_once_after_the_last_use_of_a_leaf():
+    shared = ndl.tensor([1.0, 2.0], requires_grad=True)
+    first = ndl.tensor([3.0, 4.0], requires_grad=True)
+    seen = []
+    for name, leaf in (("shared", shared), ("first", first)):
+        leaf.register_post_accumulate_grad_hook(
+            lambda t, name=name: seen.append((name, t.grad.copy())))
+    ((shared * first).tanh() * shared).sum().backward()  # `shared` takes two gradients
+    assert sorted(name for name, _ in seen) == ["first", "shared"]
+    np.testing.assert_array_equal(dict(seen)["shared"], shared.grad)  # both, summed
+
+
+def test_post_accumulate_hook_skips_a_pass_without_a_gradient_and_can_be_removed():
+    leaf = ndl.tensor([1.0], requires_grad=True)
+    other = ndl.tensor([2.0], requires_grad=True)
+    calls = []
+    handle = leaf.register_post_accumulate_grad_hook(lambda t: calls.append(t))
+    (other * 2.0).sum().backward()
+    assert calls == []
+    (leaf * 2.0).sum().backward()
+    leaf.sum().backward()  # backward() on the leaf's own sum, and on a leaf as the root:
+    leaf.backward(np.ones(1, dtype=np.float32))
+    assert calls == [leaf] * 3
+    handle.remove()
+    (leaf * 2.0).sum().backward()
+    assert len(calls) == 3
+    with pytest.raises(RuntimeError, match="only be registered on leaf"):
+        (leaf * 2.0).register_post_accumulate_grad_hook(print)
+
+
+def test_post_accumulate_hooks_run_layer_by_layer_from_the_output():
+    ndl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(),
+                          nn.Linear(4, 2))
+    order = []
+    for name, param in model.named_parameters():
+        param.register_post_accumulate_grad_hook(lambda t, name=name: order.append(name))
+    model(ndl.tensor(np.ones((5, 3)))).sum().backward()
+    assert order == ["4.weight", "4.bias", "2.weight", "2.bias", "0.weight", "0.bias"]

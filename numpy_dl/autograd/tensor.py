@@ -95,6 +95,8 @@ class Tensor(Conversions):
         self._backward = None
         self.op = None  # the name of the op that made it, while it is in a graph
 
+    _post_accumulate_hooks = {}  # id -> hook; a leaf gets its own dict on registering one
+
     @classmethod
     def _make(cls, data, parents, backward, op):
         """The output of op `op`; it joins the graph only when a parent needs a gradient."""
@@ -247,27 +249,55 @@ class Tensor(Conversions):
             if grad.shape != self.shape:
                 raise ValueError(f"backward(grad): expected shape {self.shape}, got {grad.shape}")
         pending = {self: grad}
-        for node in reversed(self._topological_order()):
+        order = self._topological_order()
+        finished_by = _hooked_leaves_finished_by(order)
+        received = set()  # leaves with hooks that took a gradient in this pass
+        for node in reversed(order):
             grad = pending.pop(node, None)
-            if grad is None:
-                continue
-            if node._backward is None:
+            if grad is not None and node._backward is None:
                 node._accumulate(grad)
+                received.add(node)
+            elif grad is not None:
+                received.update(node._pass_back(grad, pending))
+            for leaf in finished_by.get(node, ()):
+                if leaf in received:
+                    for hook in leaf._post_accumulate_hooks.values():
+                        hook(leaf)
+
+    def _pass_back(self, grad, pending):
+        """Run this node's backward: leaves take their gradients at once, other parents
+        collect theirs in `pending`; then free the node. Returns the leaves it fed."""
+        fed = []
+        parent_grads = self._backward(grad)
+        for parent, parent_grad in zip(self._parents, parent_grads):
+            if parent_grad is None or not parent.requires_grad:
                 continue
-            parent_grads = node._backward(grad)
-            for parent, parent_grad in zip(node._parents, parent_grads):
-                if parent_grad is None or not parent.requires_grad:
-                    continue
-                if parent._backward is None:
-                    # A leaf takes its gradient at once: an op may have written it straight
-                    # into the leaf's gradient memory (see `Tensor.grad_destination`).
-                    parent._accumulate(parent_grad)
-                elif parent in pending:
-                    pending[parent] = pending[parent] + parent_grad
-                else:
-                    pending[parent] = parent_grad
-            node._parents = ()
-            node._backward = _graph_freed(node.op)
+            if parent._backward is None:
+                # A leaf takes its gradient at once: an op may have written it straight
+                # into the leaf's gradient memory (see `Tensor.grad_destination`).
+                parent._accumulate(parent_grad)
+                fed.append(parent)
+            elif parent in pending:
+                pending[parent] = pending[parent] + parent_grad
+            else:
+                pending[parent] = parent_grad
+        self._parents = ()
+        self._backward = _graph_freed(self.op)
+        return fed
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call `hook(tensor)` in every backward() once this leaf's gradient of that pass
+        is all in `.grad` (after its last use in the graph), as PyTorch's method of the
+        same name; not at all in a pass that gives it no gradient (nor while it does not
+        require grad). DistributedOptimizer
+        starts all-reducing a bucket of gradients from it while backward goes on.
+        Returns a handle whose `remove()` unregisters the hook."""
+        if not self.is_leaf:
+            raise RuntimeError("post-accumulate-grad hooks can only be registered on leaf "
+                               "tensors (parameters, inputs), where backward() stores .grad")
+        if "_post_accumulate_hooks" not in self.__dict__:
+            self._post_accumulate_hooks = {}
+        return HookHandle(self._post_accumulate_hooks, hook)
 
     def _topological_order(self):
         """Nodes that need a gradient, each after all of its parents (iterative DFS)."""
@@ -310,6 +340,36 @@ class Tensor(Conversions):
             self.grad = None
         else:
             self.grad[...] = 0
+
+
+def _hooked_leaves_finished_by(order):
+    """{node: leaves with post-accumulate hooks whose last gradient of this pass that node
+    gives}. The nodes run in reverse `order`, so a leaf's last gradient comes from its
+    consumer that stands first in `order`."""
+    finished_by, seen = {}, set()
+    root = order[-1]
+    if root._backward is None and root._post_accumulate_hooks:  # backward() on a leaf
+        finished_by[root] = [root]
+    for node in order:
+        for parent in node._parents:
+            if parent._post_accumulate_hooks and parent._backward is None and parent not in seen:
+                seen.add(parent)
+                finished_by.setdefault(node, []).append(parent)
+    return finished_by
+
+
+class HookHandle:
+    """What registering a hook returns: `remove()` takes the hook out again (PyTorch's
+    RemovableHandle)."""
+    _next_id = 0
+
+    def __init__(self, hooks, hook):
+        HookHandle._next_id += 1
+        self.id, self._hooks = HookHandle._next_id, hooks
+        hooks[self.id] = hook
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
 
 
 def to_arguments(args, dtype=None, device=None):
