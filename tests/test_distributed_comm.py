@@ -1,6 +1,7 @@
 """The communicator, allgather_object, metric reduction and raise_together, at any world
 size."""
 import math
+import os
 import sys
 
 import numpy as np
@@ -19,6 +20,27 @@ def test_init_returns_one_world_matching_the_launcher():
     assert (comm.rank, comm.size) == runtime.rank_and_size()
     assert comm.is_main == (comm.rank == 0)
     assert comm.ranks_per_node in range(1, comm.size + 1)
+
+
+def test_under_mpi_open_mpi_is_asked_to_move_tcp_messages_in_a_thread():
+    if comm.size == 1:
+        pytest.skip("init() starts MPI only under an MPI launcher")
+    assert os.environ["OMPI_MCA_btl_tcp_progress_thread"] == "1"
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_iallreduce_sums_in_place_once_waited_for(dtype):
+    first = np.full(1000, comm.rank + 1, dtype=dtype)
+    second = np.arange(7, dtype=dtype) * (comm.rank + 1)
+    requests = [comm.iallreduce_(first), comm.iallreduce_(second)]
+    requests[1].test()
+    for request in requests:
+        request.wait()
+    assert requests[0].test() and requests[1].test()
+    np.testing.assert_array_equal(first, np.full(1000, comm.size * (comm.size + 1) / 2))
+    np.testing.assert_array_equal(second, np.arange(7) * comm.size * (comm.size + 1) / 2)
+    with pytest.raises(ValueError, match="iallreduce_ works in place"):
+        comm.iallreduce_(np.zeros((4, 4), dtype=dtype)[:, 1])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64])

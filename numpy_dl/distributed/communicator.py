@@ -12,6 +12,10 @@ Interface (both implementations)::
     step                    updates taken: DistributedOptimizer advances it, a resumed run
                             may set it; the stall watchdog and replica check report it
     allreduce_(array, op="sum"|"min"|"max")  in place, returns `array`
+    iallreduce_(array, op="sum") -> request  the same, non-blocking: `array` holds the
+                                             result once `request.wait()` returns (or
+                                             `request.test()` says True); until then
+                                             leave it alone
     broadcast_(array, root=0)                in place, returns `array`
     exchange_(send, receive, partner)        send `send` to rank `partner` and receive its
                                              array into `receive` (the same shape), returns
@@ -88,6 +92,16 @@ class Communicator:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
 
 
+class DoneRequest:
+    """The request of a non-blocking collective that was complete when it started."""
+
+    def test(self):
+        return True
+
+    def wait(self):
+        pass
+
+
 class SingleProcessCommunicator(Communicator):
     """A world of one rank: every collective is the identity."""
 
@@ -95,6 +109,11 @@ class SingleProcessCommunicator(Communicator):
         self._check_buffer("allreduce_", array)
         self._check_op(op)
         return array
+
+    def iallreduce_(self, array, op="sum"):
+        self._check_buffer("iallreduce_", array)
+        self._check_op(op)
+        return DoneRequest()
 
     def broadcast_(self, array, root=0):
         self._check_buffer("broadcast_", array)
@@ -155,6 +174,7 @@ def init(stall_timeout=None, abort_on_exception=True):
     if not runtime.started_by_mpi():
         world = SingleProcessCommunicator()
     else:
+        runtime.progress_mpi_in_background()
         try:
             from .mpi_communicator import MPICommunicator  # imports mpi4py: MPI starts
         except ImportError as error:

@@ -50,6 +50,31 @@ def _add_float16_words(source, target, datatype):
 Waiting = namedtuple("Waiting", ["name", "number", "step", "since"])
 
 
+class PendingCollective:
+    """A non-blocking collective in flight. `test()` lets MPI progress it and says whether
+    it is done; `wait()` blocks until it is, recorded in `comm.waiting` for the stall
+    watchdog as a blocking collective is."""
+
+    def __init__(self, comm, request, started):
+        self._comm, self._request, self._started = comm, request, started
+        self.done = False
+
+    def test(self):
+        if not self.done:
+            self.done = self._request.Test()
+        return self.done
+
+    def wait(self):
+        if self.done:
+            return
+        self._comm.waiting = self._started._replace(since=time.monotonic())
+        try:
+            self._request.Wait()
+        finally:
+            self._comm.waiting = None
+        self.done = True
+
+
 class MPICommunicator(Communicator):
     def __init__(self, stall_timeout):
         super().__init__()
@@ -86,14 +111,31 @@ class MPICommunicator(Communicator):
                 self._comm.Allreduce(MPI.IN_PLACE, array, op=_OPS[op])
         return array
 
+    def iallreduce_(self, array, op="sum"):
+        self._check_buffer("iallreduce_", array)
+        self._check_op(op)
+        self.collectives += 1
+        started = Waiting("iallreduce_", self.collectives, self.step, None)
+        if array.dtype == np.float16 and not self.native_float16:
+            request = self._comm.Iallreduce(MPI.IN_PLACE, self._float16_words(array, op),
+                                            op=self._float16_op)
+        else:
+            request = self._comm.Iallreduce(MPI.IN_PLACE, array, op=_OPS[op])
+        return PendingCollective(self, request, started)
+
     def _allreduce_float16_words(self, array, op):
+        words = self._float16_words(array, op)
+        self._comm.Allreduce(MPI.IN_PLACE, words, op=self._float16_op)
+
+    def _float16_words(self, array, op):
+        """`array` as the 16-bit words that the user op adds as float16 (see the module
+        docstring)."""
         if op != "sum":
             raise ValueError(f"allreduce_: this MPI has no float16 type; only op='sum' is "
                              f"implemented for float16 arrays, got op={op!r}")
         if self._float16_op is None:
             self._float16_op = MPI.Op.Create(_add_float16_words, commute=True)
-        words = array.view(np.uint16)
-        self._comm.Allreduce(MPI.IN_PLACE, [words, MPI.UINT16_T], op=self._float16_op)
+        return [array.view(np.uint16), MPI.UINT16_T]
 
     def broadcast_(self, array, root=0):
         self._check_buffer("broadcast_", array)
