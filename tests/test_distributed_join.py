@@ -38,14 +38,18 @@ def last_to_join(batches, passes):
 
 @pytest.mark.parametrize("shards", SHARDS)
 @pytest.mark.parametrize("passes", [1, 2])
-@pytest.mark.parametrize("op, compression", [
-    (distributed.Average, None), (distributed.Average, "fp16"), (distributed.Sum, None),
-    pytest.param(distributed.Adasum, None, marks=needs_power_of_two_world)])
-def test_joined_ranks_leave_the_updates_to_the_ranks_with_data(op, compression, passes, shards):
+@pytest.mark.parametrize("op, compression, overlap", [
+    (distributed.Average, None, False), (distributed.Average, "fp16", False),
+    (distributed.Sum, None, False), (distributed.Average, None, True),
+    (distributed.Sum, "fp16", True),
+    pytest.param(distributed.Adasum, None, False, marks=needs_power_of_two_world)])
+def test_joined_ranks_leave_the_updates_to_the_ranks_with_data(op, compression, overlap, passes,
+                                                               shards):
     batches = [SHARDS[shards](rank) for rank in range(comm.size)]
     model = Probe()
     optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=1.0), comm=comm, op=op,
-                                     backward_passes_per_step=passes, compression=compression)
+                                     backward_passes_per_step=passes, compression=compression,
+                                     overlap=overlap, bucket_mb=1e-6)
     start = comm.step
     for number in range(batches[comm.rank]):
         optimizer.zero_grad()

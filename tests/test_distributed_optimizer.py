@@ -1,6 +1,7 @@
 """Broadcasts, DistributedOptimizer (its ops, synchronize and skip_synchronize) and the
 replica check, at any world size."""
 import contextlib
+import gc
 
 import numpy as np
 import pytest
@@ -30,6 +31,10 @@ class RecordingComm:
     def allreduce_(self, array, op="sum"):
         self.reduced.append(array)
         return self.inner.allreduce_(array, op)
+
+    def iallreduce_(self, array, op="sum"):
+        self.reduced.append(array)
+        return self.inner.iallreduce_(array, op)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -85,12 +90,13 @@ def test_broadcast_optimizer_state_includes_hyper_parameters():
 
 
 # ---------------------------------------------------------------------------- equivalence
-def train_distributed(make_optimizer, passes=1, compression=None, steps=STEPS):
+def train_distributed(make_optimizer, passes=1, compression=None, steps=STEPS, **options):
     """`steps` updates on this rank's share of the global batches, after a broadcast from
     a rank-specific initialisation."""
     model = small_model(seed=comm.rank)
     optimizer = DistributedOptimizer(make_optimizer(model.parameters()), comm=comm,
-                                     backward_passes_per_step=passes, compression=compression)
+                                     backward_passes_per_step=passes, compression=compression,
+                                     **options)
     distributed.broadcast_parameters(model, comm)
     for batch in range(steps * passes):
         x, y = global_batch(batch, LOCAL_BATCH * comm.size)
@@ -118,10 +124,15 @@ OPTIMIZERS = {
 }
 
 
+# A bucket per parameter or two: small_model's are 96 to 16 floats.
+OVERLAP = {"fused": {}, "overlap": dict(overlap=True, bucket_mb=200 / 2 ** 20)}
+
+
+@pytest.mark.parametrize("overlap", OVERLAP)
 @pytest.mark.parametrize("name, passes", [("adam", 1), ("sgd-momentum", 1), ("adam", 2),
                                           ("sgd-momentum", 2)])
-def test_matches_single_process_on_the_global_batch(name, passes):
-    model = train_distributed(OPTIMIZERS[name], passes)
+def test_matches_single_process_on_the_global_batch(name, passes, overlap):
+    model = train_distributed(OPTIMIZERS[name], passes, **OVERLAP[overlap])
     distributed.check_replicas(model, comm)
     digests = on_every_rank(comm, digest(model.state_dict()))
     reference = train_reference(OPTIMIZERS[name], passes)
@@ -190,6 +201,93 @@ def test_ranks_agree_on_which_parameters_have_gradients():
     assert model.last.grad.base is flat.message
 
 
+# ---------------------------------------------------------------------------- overlap
+def three_layers():
+    ndl.manual_seed(3)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(),
+                         nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_overlap_starts_the_buckets_in_reverse_order_during_the_last_backward(passes):
+    model = three_layers()
+    recording = RecordingComm(comm)
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=0.1), comm=recording,
+                                     backward_passes_per_step=passes, overlap=True,
+                                     bucket_mb=300 * 4 / 2 ** 20)
+    flat = optimizer.flat_groups[0]
+    reference = three_layers()
+    reference_optimizer = DistributedOptimizer(optim.SGD(reference.parameters(), lr=0.1),
+                                               comm=comm, backward_passes_per_step=passes)
+    for number in range(passes):
+        x, y = global_batch(number, LOCAL_BATCH * comm.size)
+        for net, opt in ((model, optimizer), (reference, reference_optimizer)):
+            opt.zero_grad()
+            mse(net, local_part(x, comm), local_part(y, comm)).backward()
+            if net is model:
+                started = list(recording.reduced)
+            opt.step()
+        if number < passes - 1:
+            assert started == []  # only the pass whose step() updates starts buckets
+    # Buckets of >= 300 floats from the back: 2.bias, 2.weight, 1.bias, 1.weight (3 + 48 +
+    # 16 + 256 floats), then what is left: 0.bias, 0.weight (16 + 96).
+    assert [array.size for array in started] == [323, 112]
+    address = lambda array: array.__array_interface__["data"][0]  # noqa: E731
+    assert [address(array) for array in started] == [address(flat.grad[112:]), address(flat.grad)]
+    for ours, theirs in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_array_equal(ours.data, theirs.data)
+
+
+def test_overlap_ranks_agree_on_which_parameters_have_gradients():
+    model = TwoHeads()
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=0.0), comm=comm,
+                                     overlap=True, bucket_mb=1e-6)
+    model.loss(use_last=True).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    model.loss(use_last=comm.rank == comm.size - 1).backward()
+    optimizer.synchronize()
+    np.testing.assert_allclose(model.shared.grad, np.full(3, (comm.size + 1) / 2))
+    np.testing.assert_allclose(model.last.grad, np.full(2, 7.0 / comm.size))
+    assert model.unused.grad is None
+
+
+def test_overlap_refuses_to_touch_gradients_in_flight():
+    model = three_layers()
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters()), comm=comm, overlap=True)
+    x, y = global_batch(0, LOCAL_BATCH)
+    mse(model, x, y).backward()
+    with pytest.raises(RuntimeError, match="already being all-reduced.*call step"):
+        mse(model, x, y).backward()
+    with pytest.raises(RuntimeError, match=r"zero_grad\(\) while .* all-reduced"):
+        optimizer.zero_grad()
+    optimizer.step()  # every rank started the same buckets: this completes them
+    optimizer.zero_grad()
+    mse(model, x, y).backward()
+    optimizer.step()
+
+
+def test_overlap_is_automatic_across_nodes_only():
+    across_nodes = EqualRanks(4)
+    across_nodes.ranks_per_node = 2
+    assert DistributedOptimizer(optim.SGD(three_layers().parameters()), comm=across_nodes).overlap
+    assert not DistributedOptimizer(optim.SGD(three_layers().parameters()),
+                                    comm=EqualRanks(4)).overlap
+    assert not DistributedOptimizer(optim.SGD(three_layers().parameters()), comm=across_nodes,
+                                    deterministic=True, micro_batches=8).overlap
+    assert not DistributedOptimizer(optim.SGD(three_layers().parameters()), comm=across_nodes,
+                                    op=distributed.Adasum).overlap
+
+
+def test_overlap_hooks_go_with_the_optimizer():
+    model = three_layers()
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters()), comm=comm, overlap=True)
+    assert all(len(param._post_accumulate_hooks) == 1 for param in model.parameters())
+    del optimizer
+    gc.collect()
+    assert all(not param._post_accumulate_hooks for param in model.parameters())
+
+
 def test_accumulates_k_passes_then_updates_once():
     model = TwoHeads()
     optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=1.0), comm=comm,
@@ -242,7 +340,7 @@ class EqualRanks:
     rank = 0
 
     def __init__(self, size):
-        self.size, self.step = size, 0
+        self.size, self.step, self.ranks_per_node = size, 0, size
 
     def allreduce_(self, array, op="sum"):
         array *= self.size
@@ -319,13 +417,14 @@ def test_skip_synchronize_refuses_an_update_on_unsynchronized_gradients():
 
 
 # ---------------------------------------------------------------------------- op=
-def probe_after_passes(op, passes, gradient=known_gradient, compression=None):
+def probe_after_passes(op, passes, gradient=known_gradient, compression=None, **options):
     """A Probe after `passes` backward passes of `gradient(rank, number)` on every rank
     and synchronize(), its `.grad` now the combined gradients; and its optimizer, whose
     step() is still to come."""
     model = Probe()
     optimizer = DistributedOptimizer(optim.SGD(model.parameters(), lr=1.0), comm=comm, op=op,
-                                     backward_passes_per_step=passes, compression=compression)
+                                     backward_passes_per_step=passes, compression=compression,
+                                     **options)
     for number in range(passes):
         backward_known(model, gradient(comm.rank, number))
         if number < passes - 1:
@@ -335,11 +434,15 @@ def probe_after_passes(op, passes, gradient=known_gradient, compression=None):
 
 
 @pytest.mark.parametrize("passes", [1, 3])
-@pytest.mark.parametrize("op, compression", [
-    (distributed.Average, None), (distributed.Sum, None), (distributed.Sum, "fp16"),
-    pytest.param(distributed.Adasum, None, marks=needs_power_of_two_world)])
-def test_each_op_combines_gradients_as_defined(op, compression, passes):
-    model, optimizer = probe_after_passes(op, passes, compression=compression)
+@pytest.mark.parametrize("op, compression, overlap", [
+    (distributed.Average, None, "fused"), (distributed.Sum, None, "fused"),
+    (distributed.Sum, "fp16", "fused"), (distributed.Average, None, "overlap"),
+    (distributed.Sum, None, "overlap"), (distributed.Average, "fp16", "overlap"),
+    (distributed.Sum, "fp16", "overlap"),
+    pytest.param(distributed.Adasum, None, "fused", marks=needs_power_of_two_world)])
+def test_each_op_combines_gradients_as_defined(op, compression, passes, overlap):
+    model, optimizer = probe_after_passes(op, passes, compression=compression,
+                                          **OVERLAP[overlap])
     grads = {name: getattr(model, name).grad.copy() for name in PROBE_SHAPES}
     optimizer.step()
     values = {name: getattr(model, name).data.copy() for name in PROBE_SHAPES}
@@ -455,6 +558,14 @@ def test_rejects_bad_arguments():
         DistributedOptimizer(inner, comm=EqualRanks(6), op=distributed.Adasum)
     with pytest.raises(ValueError, match="deterministic mode averages"):
         DistributedOptimizer(inner, comm=EqualRanks(2), op=distributed.Sum, deterministic=True)
+    with pytest.raises(ValueError, match="overlap must be True, False or None"):
+        DistributedOptimizer(inner, overlap="yes")
+    with pytest.raises(ValueError, match="bucket_mb must be a number of MiB > 0"):
+        DistributedOptimizer(inner, overlap=True, bucket_mb=0)
+    with pytest.raises(ValueError, match="take overlap=False"):
+        DistributedOptimizer(inner, comm=EqualRanks(2), op=distributed.Adasum, overlap=True)
+    with pytest.raises(ValueError, match="take overlap=False"):
+        DistributedOptimizer(inner, comm=EqualRanks(2), deterministic=True, overlap=True)
     with pytest.raises(ValueError, match="counts up to 2048 backward passes exactly.*4096"):
         DistributedOptimizer(inner, comm=EqualRanks(1024), backward_passes_per_step=4,
                              compression="fp16")
@@ -471,9 +582,10 @@ def without_mpi_float16():
     comm.native_float16 = native
 
 
-def test_fp16_compression_on_an_mpi_without_float16(without_mpi_float16):
+@pytest.mark.parametrize("overlap", OVERLAP)
+def test_fp16_compression_on_an_mpi_without_float16(without_mpi_float16, overlap):
     from numpy_dl.distributed.mpi_communicator import has_float16
-    portable = train_distributed(OPTIMIZERS["adam"], compression="fp16")
+    portable = train_distributed(OPTIMIZERS["adam"], compression="fp16", **OVERLAP[overlap])
     assert len(set(on_every_rank(comm, digest(portable.state_dict())))) == 1
     reference = train_reference(OPTIMIZERS["adam"])
     for value, expected in zip(portable.state_dict().values(), reference.state_dict().values()):

@@ -115,6 +115,7 @@ import numpy as np
 
 from .adasum import adasum_in_tree_order
 from .broadcast import broadcast_optimizer_state
+from .buckets import DEFAULT_BUCKET_MB, BucketedReduction
 from .communicator import resolve
 from .tree import TreeSum, check_micro_batches, sum_in_tree_order
 
@@ -130,7 +131,8 @@ class DistributedOptimizer:
     each option."""
 
     def __init__(self, optimizer, comm=None, backward_passes_per_step=1, compression=None,
-                 deterministic=False, micro_batches=8, op=Average):
+                 deterministic=False, micro_batches=8, op=Average, overlap=None,
+                 bucket_mb=DEFAULT_BUCKET_MB):
         if isinstance(optimizer, DistributedOptimizer):
             raise TypeError("DistributedOptimizer: this optimizer is already distributed")
         if not hasattr(optimizer, "flat_groups"):
@@ -179,6 +181,49 @@ class DistributedOptimizer:
         self._synchronized = False    # synchronize() already combined this cycle
         self._skipping = False        # inside skip_synchronize()
         self._fp16_messages = {}      # param group index -> float16 buffer
+        self.overlap = self._check_overlap(overlap, bucket_mb)
+        self.bucket_mb = bucket_mb
+        self._buckets = None          # with overlap, the BucketedReduction
+        if self.overlap:
+            scale = None if self.compression is None else 1.0 / self._fp16_divisor()
+            self._buckets = BucketedReduction(optimizer.flat_groups, self.comm,
+                                              bucket_mb * 2 ** 20, scale)
+        self._arm()
+
+    def _check_overlap(self, overlap, bucket_mb):
+        """`overlap` as a bool, after checking it and `bucket_mb` go with the other options.
+        None (automatic): on when the ranks span more than one node, where the network is
+        slow enough for overlap to pay; off within a node, where the one fused
+        all-reduce is as fast (benchmarks/scaling.py), and for deterministic mode and
+        Adasum, which combine whole messages."""
+        if overlap is None:
+            return (self.comm.size > self.comm.ranks_per_node and not self.deterministic
+                    and self.op != Adasum)
+        if not isinstance(overlap, bool):
+            raise ValueError(f"DistributedOptimizer: overlap must be True, False or None "
+                             f"(automatic), got {overlap!r}")
+        if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) \
+                or not bucket_mb > 0:
+            raise ValueError(f"DistributedOptimizer: bucket_mb must be a number of MiB > 0, "
+                             f"got {bucket_mb!r}")
+        if overlap and (self.deterministic or self.op == Adasum):
+            raise ValueError("DistributedOptimizer: overlap all-reduces buckets of gradients as "
+                             "backward makes them; deterministic mode's tree and Adasum's "
+                             "pairs combine whole messages, so they take overlap=False")
+        return overlap
+
+    def _arm(self):
+        """With overlap, let the next backward start the buckets when it is the last pass
+        of a cycle (the one whose step() updates)."""
+        if self._buckets is not None:
+            self._buckets.armed = (self._passes + 1 == self.backward_passes_per_step
+                                   and not self._synchronized)
+
+    def _fp16_divisor(self):
+        """What fp16 compression divides the gradients by before rounding: the passes of
+        all ranks for Average, this rank's for Sum."""
+        passes = self.backward_passes_per_step
+        return self.comm.size * passes if self.op == Average else passes
 
     def _check_pass_count(self):
         """ValueError unless every message's dtype counts an update's passes exactly."""
@@ -202,6 +247,10 @@ class DistributedOptimizer:
         """The wrapped optimizer's zero_grad, except inside a cycle of
         backward_passes_per_step passes, whose gradients must add up (deterministic mode,
         which sums the micro-batches' gradients itself, always clears)."""
+        if self._buckets is not None and self._buckets.in_flight:
+            raise RuntimeError("zero_grad() while the last backward's gradients are being "
+                               "all-reduced (overlap): call step() or synchronize() after the "
+                               "last backward pass of a cycle")
         if self._passes == 0 or self.deterministic:
             self.optimizer.zero_grad(set_to_none)
 
@@ -218,6 +267,7 @@ class DistributedOptimizer:
         if not updates:
             if self.deterministic:
                 self._fold_micro_batch()
+            self._arm()
             return
         if not self._synchronized:
             self._average_gradients()
@@ -234,6 +284,7 @@ class DistributedOptimizer:
         if not self._synchronized:
             self._average_gradients()
             self._synchronized = True
+            self._arm()
 
     @contextmanager
     def skip_synchronize(self):
@@ -280,6 +331,7 @@ class DistributedOptimizer:
         self.optimizer.step()
         self._passes, self._synchronized = 0, False
         self.comm.step += 1
+        self._arm()
 
     def _average_gradients(self, passes=None):
         """Combine every group's gradients over the ranks and give each parameter its
@@ -289,10 +341,14 @@ class DistributedOptimizer:
         if self.deterministic:
             self._fold_micro_batch()
         passes = self.backward_passes_per_step if passes is None else passes
+        if self.overlap:
+            self._buckets.finish(passes)
         for index, flat in enumerate(self.optimizer.flat_groups):
-            if not self.deterministic:
+            if self.overlap:
+                divided = 1 if self.compression is None else self._fp16_divisor()
+            else:
                 self._message(flat, passes)
-            divided = self._combine(index, flat)
+                divided = self._combine(index, flat)
             total = float(flat.passes[0])
             divisor = total if self.op == Average else self.backward_passes_per_step
             if total and divisor != divided:  # deterministic mode: 1/K, a power of two, exact
@@ -329,8 +385,7 @@ class DistributedOptimizer:
             if total is not flat.message:
                 flat.message[...] = total
         elif self.compression == "fp16":
-            passes = self.backward_passes_per_step
-            divisor = self.comm.size * passes if self.op == Average else passes
+            divisor = self._fp16_divisor()
             message = self._fp16_messages.get(index)
             if message is None or message.size != flat.message.size:
                 message = self._fp16_messages[index] = np.empty(flat.message.size, np.float16)
@@ -349,4 +404,4 @@ class DistributedOptimizer:
         mode = f", deterministic, micro_batches={self.micro_batches}" if self.deterministic else ""
         return (f"DistributedOptimizer(size={self.comm.size}, op={self.op!r}, "
                 f"backward_passes_per_step={self.backward_passes_per_step}, "
-                f"compression={self.compression!r}{mode},\n{self.optimizer!r})")
+                f"compression={self.compression!r}, overlap={self.overlap}{mode},\n{self.optimizer!r})")

@@ -34,18 +34,24 @@ class FlatGroup:
         """Make every parameter's value and gradient live in the buffers (again, after a
         user rebound `.data` or `.grad`, or another optimizer took the parameter over);
         return which parameters have a gradient."""
-        present = np.zeros(len(self.params), dtype=bool)
-        for i, (param, data_view, grad_view) in enumerate(
-                zip(self.params, self.data_views, self.grad_views)):
+        for param, data_view in zip(self.params, self.data_views):
             if param.data is not data_view:
                 np.copyto(data_view, param.data)
                 param.data = data_view
+        return self.gather_grads(0, len(self.params))
+
+    def gather_grads(self, first, stop):
+        """`gather` for the gradients of parameters first..stop-1 alone (a distributed
+        optimizer's bucket); returns which of them have a gradient."""
+        present = np.zeros(stop - first, dtype=bool)
+        for i in range(first, stop):
+            param, grad_view = self.params[i], self.grad_views[i]
             param.grad_slot = grad_view
             if param.grad is not None:
                 if param.grad is not grad_view:
                     np.copyto(grad_view, param.grad)
                     param.grad = grad_view
-                present[i] = True
+                present[i - first] = True
         return present
 
     def runs(self, selected, key):
