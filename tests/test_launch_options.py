@@ -292,6 +292,9 @@ def test_what_a_resume_may_change(launch, accumulated, tmp_path, argv, free):
                                                r"--micro-batches already cut"),
     (["--deterministic", "--compression", "fp16"], r"--deterministic takes no --compression "
                                                    r"fp16"),
+    (["--deterministic", "--overlap", "on"], r"--deterministic takes no --overlap on"),
+    (["--overlap", "yes"], r"--overlap: expected one of auto, on, off, got 'yes'"),
+    (["--bucket-mb", "0"], r"--bucket-mb: expected a number > 0.0, got '0'"),
     (["--warmup-epochs", "1", "--warmup-steps", "5"], r"give one of them"),
     (["--early-stopping", "3", "--val-fraction", "0"], r"--val-fraction 0 holds out no "
                                                        r"validation data"),

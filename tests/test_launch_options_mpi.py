@@ -1,6 +1,7 @@
 """`train`'s step and validation options, `evaluate` and `numpy_dl.launch.train()` under
 real `mpirun -n 2` (and 3): the default global batch is the same run at any rank count,
-accumulation, fp16 compression and clipping act on the averaged gradient, deterministic
+accumulation, fp16 compression and clipping act on the averaged gradient, overlap changes
+no bits at two ranks, deterministic
 mode keeps clipping, warm-up, validation every N epochs and early stopping bitwise across
 rank counts, evaluate gives one process's bytes, and the Python function works on every
 rank."""
@@ -63,6 +64,20 @@ def test_compressed_accumulated_gradients_are_clipped_after_averaging(tmp_path):
     moved = np.sqrt(sum(np.sum((after[k].astype(np.float64) - before[k]) ** 2)
                         for k in before if k.startswith("model/")))
     assert moved == pytest.approx(0.01, rel=1e-3)
+
+
+def test_overlap_on_two_ranks_trains_the_bits_of_overlap_off(tmp_path):
+    """--overlap on all-reduces buckets of 0.01 MiB (several per model) while backward
+    runs, with fp16 compression and accumulation too; two ranks sum each element in one
+    addition either way, so the runs are bitwise the same."""
+    runs = {}
+    for overlap in ("on", "off"):
+        runs[overlap] = tmp_path / overlap
+        succeeded(launch("train", *SMALL, "--epochs", "2", "--accumulate", "2",
+                         "--compression", "fp16", "--overlap", overlap, "--bucket-mb", "0.01",
+                         "--out", runs[overlap], ranks=2))
+    assert same_bytes(final(runs["on"]), final(runs["off"]))
+    assert timeless(runs["on"]) == timeless(runs["off"])
 
 
 DETERMINISTIC = ["--deterministic", "--micro-batches", "2", "--clip-grad-norm", "20",

@@ -28,6 +28,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("none", "step", "exponential", "cosine")
 RECON_LOSSES = ("mse", "bce")
 COMPRESSIONS = ("none", "fp16")
+OVERLAPS = ("auto", "on", "off")
 
 # The global batch of a run that gives neither --global-batch-size nor --batch-size: a
 # fixed number, so that the default run is the same at any rank count.
@@ -50,7 +51,7 @@ ARCHITECTURE = ("model", "latent_dim", "hidden_sizes", "base_channels")
 FREE_TO_CHANGE = ("epochs", "checkpoint_every", "checkpoint_every_steps",
                   "checkpoint_every_minutes", "keep", "replica_check_every", "threads",
                   "batch_size", "global_batch_size", "accumulate", "validate_every",
-                  "early_stopping", "images_every", "tensorboard")
+                  "early_stopping", "images_every", "tensorboard", "overlap", "bucket_mb")
 
 
 # ------------------------------------------------------------------ converters
@@ -164,6 +165,11 @@ class TrainConfig:
     compression: str = option("none", "gradients rounded to this for the all-reduce: fp16 "
                               "halves the bytes sent (pays on slow networks only)",
                               choice(*COMPRESSIONS))
+    overlap: str = option("auto", "all-reduce the gradients in buckets while backward still "
+                          "runs: on hides communication behind computation on a network; "
+                          "auto turns it on when the ranks span nodes", choice(*OVERLAPS))
+    bucket_mb: float = option(0.5, "size of the --overlap buckets in MiB",
+                              number(positive=True))
     clip_grad_norm: float = option(0.0, "clip the averaged gradients to this total L2 norm "
                                    "before each update (0: no clipping)", number())
     lr: float = option(3e-3, "learning rate", number(positive=True))

@@ -33,7 +33,8 @@ One step, one global batch. The global batch (--global-batch-size, 32 unless --b
 gives a size per rank instead) makes one update: each rank does its share of it in
 --accumulate forward/backward passes of equal size (the DistributedOptimizer's
 backward_passes_per_step), the gradients are averaged over every pass of every rank
-(rounded to float16 on the way with --compression fp16), clipped to --clip-grad-norm,
+(rounded to float16 on the way with --compression fp16; in buckets while backward runs
+with --overlap), clipped to --clip-grad-norm,
 and the optimizer steps at the scheduled learning rate times the warm-up factor. The step
 count, checkpoints and their data_position count whole global batches, so a signal or a
 step checkpoint always falls between two updates, never inside an accumulation.
@@ -206,6 +207,10 @@ def check_combinations(config):
         raise UsageError(f"--deterministic takes no --compression {config.compression}: it "
                          f"adds the gradients in float32 in a fixed tree, so that the bits do "
                          f"not depend on the rank count")
+    if config.deterministic and config.overlap == "on":
+        raise UsageError("--deterministic takes no --overlap on: its fixed tree adds whole "
+                         "messages after backward, so that the bits do not depend on the rank "
+                         "count")
     if config.warmup_epochs and config.warmup_steps:
         raise UsageError("--warmup-epochs and --warmup-steps give the same warm-up in two "
                          "units; give one of them")
@@ -308,7 +313,8 @@ class Training:
             self.optimizer = distributed.DistributedOptimizer(
                 base, comm=comm, backward_passes_per_step=config.accumulate,
                 compression=config.compression, deterministic=config.deterministic,
-                micro_batches=config.micro_batches)
+                micro_batches=config.micro_batches, bucket_mb=config.bucket_mb,
+                overlap={"auto": None, "on": True, "off": False}[config.overlap])
         except ValueError as error:  # e.g. more passes than a float16 message counts
             raise UsageError(str(error)) from None
         self.scheduler = make_scheduler(config, base)
