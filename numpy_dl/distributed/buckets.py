@@ -24,6 +24,8 @@ import weakref
 
 import numpy as np
 
+from .float16 import round_to_float16
+
 DEFAULT_BUCKET_MB = 0.5  # the best of 0.25-2 at 1 Gbit/s (benchmarks/cluster_network.py)
 
 
@@ -93,7 +95,7 @@ class BucketedReduction:
         message = flat.grad[bucket.where]
         if self.scale is not None:
             message = self.staging[flat][bucket.where]
-            np.multiply(flat.grad[bucket.where], self.scale, out=message, casting="same_kind")
+            round_to_float16(flat.grad[bucket.where], self.scale, out=message)
         self.started.append((bucket, self.comm.iallreduce_(message)))
 
     def finish(self, passes):

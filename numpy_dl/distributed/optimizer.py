@@ -117,6 +117,7 @@ from .adasum import adasum_in_tree_order
 from .broadcast import broadcast_optimizer_state
 from .buckets import DEFAULT_BUCKET_MB, BucketedReduction
 from .communicator import resolve
+from .float16 import round_to_float16
 from .tree import TreeSum, check_micro_batches, sum_in_tree_order
 
 COMPRESSIONS = (None, "none", "fp16")
@@ -185,7 +186,7 @@ class DistributedOptimizer:
         self.bucket_mb = bucket_mb
         self._buckets = None          # with overlap, the BucketedReduction
         if self.overlap:
-            scale = None if self.compression is None else 1.0 / self._fp16_divisor()
+            scale = None if self.compression is None else np.float32(1.0 / self._fp16_divisor())
             self._buckets = BucketedReduction(optimizer.flat_groups, self.comm,
                                               bucket_mb * 2 ** 20, scale)
         self._arm()
@@ -389,7 +390,7 @@ class DistributedOptimizer:
             message = self._fp16_messages.get(index)
             if message is None or message.size != flat.message.size:
                 message = self._fp16_messages[index] = np.empty(flat.message.size, np.float16)
-            np.multiply(flat.message, 1.0 / divisor, out=message, casting="same_kind")
+            round_to_float16(flat.message, np.float32(1.0 / divisor), out=message)
             message[-1] = flat.passes[0]  # a count, not divided
             self.comm.allreduce_(message)
             np.copyto(flat.message, message)
