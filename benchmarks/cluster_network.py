@@ -17,14 +17,20 @@ architectures and weights (step_time.py's mirror), one BLAS thread per rank, loc
 128 per rank, and both are also timed without communication (numpy_dl without the
 all-reduce, DDP inside `no_sync()`), on the same ranks.
 
-Columns: `ms/step` is the median step of the slowest rank; `alone` the same ranks not
-communicating; `exposed` = ms/step - alone, what communication adds to a step; for
-numpy_dl `all-reduce` is the time inside `synchronize()` (waiting for the slowest rank
-included), and `hidden` is the part of it that overlaps computation (1 - exposed /
-all-reduce; numpy_dl reduces after backward, so about 0 today). The loopback has one
-queue for both directions, so the shaped link is in effect half-duplex; there is no added
-propagation delay (the kernel here has no netem), so the latency is the loopback's own,
-tens of microseconds, like a switch hop of a small cluster.
+Columns, each the median step in ms of the slowest rank: `alone` the same ranks not
+communicating (numpy_dl without the all-reduce); `fused` numpy_dl with one all-reduce of
+the whole gradient after backward (`overlap=False`), of which `all-reduce` is the time
+inside `synchronize()` (waiting for the slowest rank included); `overlap` with the
+buckets all-reduced while backward runs (`overlap=True`, `--bucket-mb`), and `hidden` the
+share of the fused all-reduce's time that overlap takes off the step (1 - (overlap -
+alone) / all-reduce); `+fp16` overlap with fp16 compression. `MB/step` is what crossed
+the link per step (tc's counters), without and with fp16. DDP runs its defaults (25 MiB
+buckets, overlapped, float32; `alone` inside `no_sync()`), and `ratio` is numpy_dl's
+overlap step over DDP's (`fp16`: numpy_dl's +fp16 step over DDP's). The loopback has one
+queue for both directions, so the shaped link is in effect half-duplex; there is no
+added propagation delay (the kernel here has no netem), so the latency is the
+loopback's own, tens of microseconds, like a switch hop of a small cluster. numpy_dl
+runs with Open MPI's TCP progress thread, which `distributed.init()` turns on.
 """
 import argparse
 import json
@@ -40,6 +46,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+
+from numpy_dl.distributed.buckets import DEFAULT_BUCKET_MB  # noqa: E402
 
 MODELS = ("ae", "vae", "conv-ae", "conv-vae")
 
@@ -86,7 +94,8 @@ def numpy_dl_worker(args):
             return optimizer
         compression = "fp16" if args.fp16 else None
         timed.append(TimedAveraging(distributed.DistributedOptimizer(
-            optimizer, comm=comm, compression=compression)))
+            optimizer, comm=comm, compression=compression, overlap=args.overlap,
+            bucket_mb=args.bucket_mb)))
         return timed[0]
     _, step = numpy_dl_step(args.worker, args.batch_size, distribute, data_seed=comm.rank)
 
@@ -172,9 +181,10 @@ def shaped_run(rate, command, env):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def launch(framework, name, ranks, rate, args, alone=False, fp16=False):
+def launch(framework, name, ranks, rate, args, alone=False, fp16=False, overlap=False):
     worker = ["--worker", name, "--steps", str(args.steps), "--batch-size",
               str(args.batch_size)] + (["--alone"] if alone else []) + (["--fp16"] if fp16 else [])
+    worker += ["--overlap"] if overlap else []
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([HERE, os.path.dirname(HERE)]))
     if framework == "numpy_dl":
@@ -202,34 +212,41 @@ def main():
     parser.add_argument("--ddp", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--alone", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fp16", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--overlap", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bucket-mb", type=float, default=DEFAULT_BUCKET_MB,
+                        help="numpy_dl's bucket size with overlap (MiB)")
     args = parser.parse_args()
     if args.worker:
         (ddp_worker if args.ddp else numpy_dl_worker)(args)
         return
     print(f"# local batch {args.batch_size} per rank, 1 BLAS thread per rank, "
-          f"{os.cpu_count()} cores, median of {args.steps} steps of the slowest rank")
-    print(f"{'link':7} {'model':9} {'ranks':>5} | {'numpy_dl ms/step':>16} {'alone':>6} "
-          f"{'exposed':>7} {'all-reduce':>10} {'hidden':>6} {'MB/step':>7} {'fp16 MB':>7} | "
-          f"{'DDP ms/step':>11} {'alone':>6} {'exposed':>7} {'MB/step':>7} | {'ratio':>5}")
+          f"{os.cpu_count()} cores, median of {args.steps} steps of the slowest rank, "
+          f"buckets of {args.bucket_mb:g} MiB")
+    print(f"{'link':7} {'model':9} {'ranks':>5} | {'alone':>6} {'fused':>6} {'all-reduce':>10} "
+          f"{'overlap':>7} {'hidden':>6} {'+fp16':>6} {'MB/step':>7} {'fp16 MB':>7} | "
+          f"{'DDP':>6} {'alone':>6} {'MB/step':>7} | {'ratio':>5} {'fp16':>5}")
     for rate in args.rates:
         for name in args.models:
             for ranks in args.ranks:
-                ours = launch("numpy_dl", name, ranks, rate, args)
-                ours_alone = launch("numpy_dl", name, ranks, rate, args, alone=True)
-                ours_fp16 = launch("numpy_dl", name, ranks, rate, args, fp16=True)
-                exposed = ours["ms"] - ours_alone["ms"]
-                hidden = 1 - exposed / ours["allreduce_ms"] if ours["allreduce_ms"] else 0.0
-                line = (f"{rate:7} {name:9} {ranks:5d} | {ours['ms']:16.1f} "
-                        f"{ours_alone['ms']:6.1f} {exposed:7.1f} {ours['allreduce_ms']:10.1f} "
-                        f"{hidden:6.2f} {ours['bytes'] / 1e6:7.2f} {ours_fp16['bytes'] / 1e6:7.2f} |")
+                alone = launch("numpy_dl", name, ranks, rate, args, alone=True)
+                fused = launch("numpy_dl", name, ranks, rate, args)
+                overlapped = launch("numpy_dl", name, ranks, rate, args, overlap=True)
+                fp16 = launch("numpy_dl", name, ranks, rate, args, overlap=True, fp16=True)
+                # The share of the fused all-reduce's time that overlap takes off the step.
+                exposed = overlapped["ms"] - alone["ms"]
+                hidden = 1 - exposed / fused["allreduce_ms"]
+                line = (f"{rate:7} {name:9} {ranks:5d} | {alone['ms']:6.1f} {fused['ms']:6.1f} "
+                        f"{fused['allreduce_ms']:10.1f} {overlapped['ms']:7.1f} {hidden:6.2f} "
+                        f"{fp16['ms']:6.1f} {overlapped['bytes'] / 1e6:7.2f} "
+                        f"{fp16['bytes'] / 1e6:7.2f} |")
                 if args.torch_python:
                     theirs = launch("ddp", name, ranks, rate, args)
                     theirs_alone = launch("ddp", name, ranks, rate, args, alone=True)
-                    line += (f" {theirs['ms']:11.1f} {theirs_alone['ms']:6.1f} "
-                             f"{theirs['ms'] - theirs_alone['ms']:7.1f} "
-                             f"{theirs['bytes'] / 1e6:7.2f} | {ours['ms'] / theirs['ms']:5.2f}")
+                    line += (f" {theirs['ms']:6.1f} {theirs_alone['ms']:6.1f} "
+                             f"{theirs['bytes'] / 1e6:7.2f} | "
+                             f"{overlapped['ms'] / theirs['ms']:5.2f} "
+                             f"{fp16['ms'] / theirs['ms']:5.2f}")
                 print(line, flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -48,7 +48,7 @@ class TimedAveraging:
         self.optimizer.step()
 
 
-def worker(model_name, batch_size, steps, rounds, communicate):
+def worker(model_name, batch_size, steps, rounds, communicate, overlap):
     """One rank's part: time `rounds` x `steps` training steps; rank 0 prints JSON."""
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
@@ -62,7 +62,8 @@ def worker(model_name, batch_size, steps, rounds, communicate):
         distributed.broadcast_parameters(model, comm)
         if not communicate:
             return optimizer
-        timed.append(TimedAveraging(distributed.DistributedOptimizer(optimizer, comm=comm)))
+        timed.append(TimedAveraging(distributed.DistributedOptimizer(optimizer, comm=comm,
+                                                                     overlap=overlap)))
         return timed[0]
     _, step = numpy_dl_step(model_name, batch_size, distribute, data_seed=comm.rank)
     for _ in range(3):
@@ -92,12 +93,13 @@ def mpirun():
     return found
 
 
-def launch(name, ranks, args, communicate):
+def launch(name, ranks, args, communicate, overlap=False):
     """samples/s and all-reduce ms/step of one `mpirun -n ranks` run."""
     steps = args.steps if not name.startswith("conv") else max(3, args.steps // 5)
     command = [mpirun(), "-n", str(ranks), sys.executable, os.path.abspath(__file__),
                "--worker", name, "--batch-size", str(args.batch_size), "--steps", str(steps),
                "--rounds", str(args.rounds)] + ([] if communicate else ["--no-allreduce"])
+    command += ["--overlap"] if overlap else []
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=HERE)
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if out.returncode != 0:
@@ -122,33 +124,39 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="interleaved launches per row")
     parser.add_argument("--worker", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--no-allreduce", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--overlap", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.batch_size, args.steps, args.rounds, not args.no_allreduce)
+        worker(args.worker, args.batch_size, args.steps, args.rounds, not args.no_allreduce,
+               args.overlap)
         return
     larger = [n for n in args.ranks if n > 1]
     print(f"# weak scaling, local batch {args.batch_size} per rank, 1 BLAS thread per rank, "
           f"{os.cpu_count()} cores; medians (lowest-highest) of {args.repeats} repeats")
     print(f"{'model':9} {'ranks':>5} {'samples/s':>10} {'all-reduce ms':>18} "
-          f"{'efficiency':>17} {'no all-reduce':>17}")
+          f"{'efficiency':>17} {'overlap':>17} {'no all-reduce':>17}")
     for name in args.models:
-        runs = {n: {"rate": [], "ms": [], "efficiency": [], "alone": []} for n in [1] + larger}
+        runs = {n: {"rate": [], "ms": [], "efficiency": [], "overlap": [], "alone": []}
+                for n in [1] + larger}
         for _ in range(args.repeats):
             base, base_ms = launch(name, 1, args, communicate=True)
             runs[1]["rate"].append(base)
             runs[1]["ms"].append(base_ms)
             for n in larger:
                 rate, ms = launch(name, n, args, communicate=True)
+                overlapped, _ = launch(name, n, args, communicate=True, overlap=True)
                 alone, _ = launch(name, n, args, communicate=False)
                 runs[n]["rate"].append(rate)
                 runs[n]["ms"].append(ms)
                 runs[n]["efficiency"].append(rate / (n * base))
+                runs[n]["overlap"].append(overlapped / (n * base))
                 runs[n]["alone"].append(alone / (n * base))
         for n, run in runs.items():
             efficiency = spread(run["efficiency"], 2) if n > 1 else "1.00"
+            overlapped = spread(run["overlap"], 2) if n > 1 else "1.00"
             alone = spread(run["alone"], 2) if n > 1 else "1.00"
             print(f"{name:9} {n:>5} {np.median(run['rate']):10.0f} {spread(run['ms'], 2):>18} "
-                  f"{efficiency:>17} {alone:>17}", flush=True)
+                  f"{efficiency:>17} {overlapped:>17} {alone:>17}", flush=True)
 
 
 if __name__ == "__main__":
