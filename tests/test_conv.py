@@ -362,3 +362,14 @@ def test_conv_no_grad_builds_no_graph():
     with ndl.no_grad():
         out = conv(np.ones((1, 1, 4, 4), dtype=np.float32))
     assert not out.requires_grad and isinstance(out, Tensor)
+
+
+def test_conv2d_keeps_neither_the_padded_input_nor_the_patch_matrix_for_backward():
+    """The patch matrix is 9 times the input for a 3x3 kernel; backward builds what it
+    needs again, a kernel offset at a time, so the graph holds only the weights' matrix."""
+    x = ndl.tensor(np.ones((8, 4, 10, 10), dtype=np.float32), requires_grad=True)
+    layer = nn.Conv2d(4, 6, 3, padding=1)
+    out = layer(x)
+    held = [cell.cell_contents for cell in out._backward.__closure__
+            if isinstance(cell.cell_contents, np.ndarray)]
+    assert held and max(array.size for array in held) <= layer.weight.data.size

@@ -141,6 +141,39 @@ def test_sequential_slice_keeps_pytorch_names():
     assert list(nn.ModuleList(list(model))[1:].state_dict()) == ["1.weight", "1.bias"]
 
 
+@pytest.mark.parametrize("layer", [lambda: nn.Linear(6, 5),
+                                   lambda: nn.Conv2d(2, 3, 3, stride=2, padding=1),
+                                   lambda: nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)])
+def test_sequential_relu_overwrites_the_layer_output_with_the_same_gradients(layer):
+    ndl.manual_seed(0)
+    first, second = layer(), nn.Tanh()
+    x = np.random.default_rng(0).standard_normal((4, 6) if isinstance(first, nn.Linear)
+                                                 else (4, 2, 5, 5)).astype(np.float32)
+    model = nn.Sequential(first, nn.ReLU(), second)
+    out = model(ndl.tensor(x, requires_grad=True))
+    relu_node = out._parents[0]
+    assert np.shares_memory(relu_node.data, relu_node._parents[0].data)  # one array, not two
+    out.sum().backward()
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    separate = second(F.relu(first(ndl.tensor(x))))  # the functional ReLU: new memory
+    np.testing.assert_array_equal(separate.data, out.data)
+    separate.sum().backward()
+    for grad, param in zip(grads, model.parameters()):
+        np.testing.assert_array_equal(grad, param.grad)
+
+
+def test_sequential_relu_after_other_layers_keeps_their_outputs():
+    sigmoid = nn.Sigmoid()  # its backward reads its output: a ReLU must not overwrite it
+    model = nn.Sequential(sigmoid, nn.ReLU())
+    x = ndl.tensor(np.linspace(-2, 2, 8, dtype=np.float32), requires_grad=True)
+    out = model(x)
+    assert not np.shares_memory(out.data, out._parents[0].data)
+    out.sum().backward()
+    s = 1 / (1 + np.exp(-x.data))
+    np.testing.assert_allclose(x.grad, s * (1 - s), rtol=1e-6)
+
+
 def test_assigning_before_super_init_is_a_clear_error():
     class Broken(nn.Module):
         def __init__(self):

@@ -455,9 +455,12 @@ def sigmoid(a):
     return Tensor._make(out, (a,), lambda g: (g * out * (1 - out),), "sigmoid")
 
 
-def relu(a):
-    """max(a, 0), elementwise; the gradient passes where the output is positive."""
-    out = np.maximum(a.data, 0)
+def relu(a, inplace=False):
+    """max(a, 0), elementwise; the gradient passes where the output is positive.
+    `inplace=True` writes the result over `a`'s values instead of new memory, as PyTorch's:
+    only for an `a` that nothing reads afterwards, its own op's backward included
+    (nn.Sequential does it after a Linear or a convolution)."""
+    out = np.maximum(a.data, 0, out=a.data if inplace else None)
     return Tensor._make(out, (a,), lambda g: (g * (out > 0),), "relu")
 
 

