@@ -18,17 +18,17 @@ comm = WORLD
 MICRO_BATCHES, GLOBAL_BATCH, STEPS = 8, 64, 12
 
 
-def train(world, clip=None):
+def train(world, clip=None, micro_batches=MICRO_BATCHES):
     """A small VAE trained for STEPS global batches in deterministic mode on `world`;
     the digest of its parameters and Adam state."""
     ndl.manual_seed(0)
     model = models.VariationalAutoencoder(36, [24], 4)
     optimizer = DistributedOptimizer(optim.Adam(model.parameters(), lr=1e-2), comm=world,
-                                     deterministic=True, micro_batches=MICRO_BATCHES)
+                                     deterministic=True, micro_batches=micro_batches)
     criterion = VAELoss("bce")
     data = np.random.default_rng(1).random((STEPS, GLOBAL_BATCH, 36), dtype=np.float32)
     for step in range(STEPS):
-        slices = micro_batch_slices(GLOBAL_BATCH, MICRO_BATCHES, world)
+        slices = micro_batch_slices(GLOBAL_BATCH, micro_batches, world)
         for number, rows in enumerate(slices, start=1):
             x = data[step][rows]
             eps = np.random.default_rng([step, rows.start]).standard_normal((len(x), 4),
@@ -47,9 +47,14 @@ def train(world, clip=None):
 
 
 @pytest.mark.parametrize("clip", [None, 0.5])
-def test_any_world_size_gives_the_bits_of_one_process(clip):
-    alone = train(SingleProcessCommunicator(), clip)
-    together = on_every_rank(comm, train(comm, clip))
+@pytest.mark.parametrize("per_rank", ["several", "one"])
+def test_any_world_size_gives_the_bits_of_one_process(clip, per_rank):
+    """`one`: a micro-batch per rank, whose message goes into the tree without a copy."""
+    micro_batches = MICRO_BATCHES if per_rank == "several" else comm.size
+    if micro_batches & (micro_batches - 1):
+        pytest.skip("micro_batches must be a power of two")
+    alone = train(SingleProcessCommunicator(), clip, micro_batches)
+    together = on_every_rank(comm, train(comm, clip, micro_batches))
     assert together == [alone] * comm.size
 
 

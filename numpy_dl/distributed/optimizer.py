@@ -16,7 +16,7 @@ or synchronize() are the averages (or sums, or Adasum's), as in Horovod:
 
     opt = DistributedOptimizer(Adam(model.parameters()), comm=comm,
                                backward_passes_per_step=1, compression=None,
-                               op=distributed.Average)
+                               op=distributed.Average, overlap=None, bucket_mb=0.5)
     opt.zero_grad(); loss.backward(); opt.step()
 
 How the gradients combine, `op=` (Horovod's names, `distributed.Average` by default):
@@ -53,6 +53,17 @@ MPI's float16 sum cost more than the bytes they save (benchmarks/allreduce.py). 
 Adasum, whose coefficients come from dot products of the gradients themselves. The pass
 count travels in the message's dtype, which must count ranks x backward_passes_per_step
 exactly: up to 2048 in float16.
+
+Overlap, `overlap=True` (see buckets.py): the gradient buffer is all-reduced in buckets of
+about `bucket_mb` MiB, each started, without blocking, as soon as backward has written
+its gradients (from the last layer back), so that on a network the all-reduce travels
+while backward still computes; step() (or synchronize()) waits for them. The buckets
+start in one fixed order on every rank, and the results are the sums of the fused
+all-reduce. `overlap=None`, the default, turns it on when the ranks span more than one
+node; within a node the one fused all-reduce is as fast. Not with Adasum or deterministic
+mode, which combine whole messages. With overlap, every backward pass of a cycle's last
+pass must be followed by step() or synchronize() before the next backward() (or
+zero_grad()), which raise RuntimeError otherwise: their gradients are in flight.
 
 Deterministic mode, `deterministic=True, micro_batches=K` (see tree.py): the same bits at
 every rank count that divides K. Each step() call takes the gradient of one micro-batch
@@ -348,7 +359,8 @@ class DistributedOptimizer:
             if self.overlap:
                 divided = 1 if self.compression is None else self._fp16_divisor()
             else:
-                self._message(flat, passes)
+                if not self.deterministic:  # its message is the tree's, folded already
+                    self._message(flat, passes)
                 divided = self._combine(index, flat)
             total = float(flat.passes[0])
             divisor = total if self.op == Average else self.backward_passes_per_step
