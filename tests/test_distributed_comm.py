@@ -43,6 +43,24 @@ def test_iallreduce_sums_in_place_once_waited_for(dtype):
         comm.iallreduce_(np.zeros((4, 4), dtype=dtype)[:, 1])
 
 
+def test_a_duplicate_communicators_collectives_never_match_the_originals():
+    """Rank 0 starts the duplicate's all-reduce before the world's, the others after:
+    each still meets its own."""
+    twin = comm.duplicate()
+    assert (twin.rank, twin.size) == (comm.rank, comm.size)
+    mine, world = np.full(3, comm.rank + 1.0), np.full(2, 10.0 * (comm.rank + 1))
+    if comm.rank == 0:
+        request = twin.iallreduce_(mine)
+        comm.allreduce_(world)
+    else:
+        comm.allreduce_(world)
+        request = twin.iallreduce_(mine)
+    request.wait()
+    total = comm.size * (comm.size + 1) / 2
+    np.testing.assert_array_equal(mine, np.full(3, total))
+    np.testing.assert_array_equal(world, np.full(2, 10 * total))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64])
 @pytest.mark.parametrize("op, expected", [("sum", lambda n: n * (n + 1) / 2),
                                           ("min", lambda n: 1), ("max", lambda n: n)])

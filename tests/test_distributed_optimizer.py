@@ -1,7 +1,9 @@
 """Broadcasts, DistributedOptimizer (its ops, synchronize and skip_synchronize) and the
 replica check, at any world size."""
 import contextlib
+import copy
 import gc
+import pickle
 
 import numpy as np
 import pytest
@@ -35,6 +37,11 @@ class RecordingComm:
     def iallreduce_(self, array, op="sum"):
         self.reduced.append(array)
         return self.inner.iallreduce_(array, op)
+
+    def duplicate(self):
+        twin = RecordingComm(self.inner.duplicate())
+        twin.reduced = self.reduced  # one record of both
+        return twin
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -259,12 +266,106 @@ def test_overlap_refuses_to_touch_gradients_in_flight():
     mse(model, x, y).backward()
     with pytest.raises(RuntimeError, match="already being all-reduced.*call step"):
         mse(model, x, y).backward()
-    with pytest.raises(RuntimeError, match=r"zero_grad\(\) while .* all-reduced"):
-        optimizer.zero_grad()
     optimizer.step()  # every rank started the same buckets: this completes them
-    optimizer.zero_grad()
+    accumulating = DistributedOptimizer(optim.SGD(model.parameters()), comm=comm,
+                                        overlap=True, backward_passes_per_step=2)
     mse(model, x, y).backward()
-    optimizer.step()
+    accumulating.step()
+    mse(model, x, y).backward()  # the cycle's last pass: its buckets start
+    with pytest.raises(RuntimeError, match=r"zero_grad\(\) while .* inside a cycle"):
+        accumulating.zero_grad()
+    accumulating.step()
+
+
+class EncoderDecoder(nn.Module):
+    """Two layers, each with an optimizer of its own; `encoder` gets no gradient on odd
+    ranks, so their buckets start at different times on different ranks."""
+
+    def __init__(self):
+        super().__init__()
+        ndl.manual_seed(4)
+        self.encoder, self.decoder = nn.Linear(2, 3), nn.Linear(2, 3)
+
+    def loss(self, x):
+        loss = (self.decoder(x * (comm.rank + 1)) ** 2).sum()
+        return loss + self.encoder(x).sum() if comm.rank % 2 == 0 else loss
+
+
+@pytest.mark.parametrize("order", ["encoder first", "decoder first"])
+def test_overlapped_optimizers_and_the_users_collectives_never_mix(order):
+    """Each optimizer's buckets travel on a communicator of their own: the user's
+    all-reduce between backward and step() and the other optimizer's buckets come in
+    another order on different ranks, and every sum is still right."""
+    results = {}
+    for overlap in (False, True):
+        model = EncoderDecoder()
+        optimizers = [DistributedOptimizer(optim.SGD(part.parameters(), lr=0.1), comm=comm,
+                                           overlap=overlap, bucket_mb=1e-6)
+                      for part in (model.encoder, model.decoder)]
+        if order == "decoder first":
+            optimizers.reverse()
+        for step in range(3):
+            x = ndl.tensor(np.full((4, 2), step + 1.0, dtype=np.float32))
+            for optimizer in optimizers:
+                optimizer.zero_grad()
+            loss = model.loss(x)
+            loss.backward()
+            loss_sum = comm.allreduce_(np.array([loss.item()]))  # the user's own collective
+            for optimizer in optimizers:
+                optimizer.step()
+        results[overlap] = (digest(model.state_dict()), float(loss_sum[0]))
+    assert results[True] == results[False]
+    assert len(set(on_every_rank(comm, results[True]))) == 1
+
+
+def test_overlap_lets_a_backward_without_step_be_dropped_by_zero_grad():
+    """A GAN's loop: the generator's backward also gives the discriminator's parameters
+    gradients (starting its buckets), which the discriminator's zero_grad() drops."""
+    def train(overlap):
+        ndl.manual_seed(5)
+        generator, discriminator = nn.Linear(2, 3), nn.Linear(3, 1)
+        g_opt, d_opt = (DistributedOptimizer(optim.SGD(part.parameters(), lr=0.1), comm=comm,
+                                             overlap=overlap, bucket_mb=1e-6)
+                        for part in (generator, discriminator))
+        z = ndl.tensor(np.full((4, 2), comm.rank + 1.0, dtype=np.float32))
+        real = ndl.tensor(np.ones((4, 3), dtype=np.float32))
+        for _ in range(3):
+            d_opt.zero_grad()
+            (discriminator(real).mean() - discriminator(generator(z).detach()).mean()).backward()
+            d_opt.step()
+            g_opt.zero_grad()
+            discriminator(generator(z)).mean().backward()
+            g_opt.step()
+        return digest({**generator.state_dict(), **discriminator.state_dict()})
+    assert train(True) == train(False)
+
+
+def test_only_the_newest_wrapper_of_an_optimizer_reduces_it():
+    model = three_layers()
+    inner = optim.SGD(model.parameters(), lr=0.0)
+    first = DistributedOptimizer(inner, comm=comm, overlap=True)  # still referenced
+    second = DistributedOptimizer(inner, comm=comm, overlap=True)
+    x, y = global_batch(0, LOCAL_BATCH * comm.size)
+    mse(model, local_part(x, comm), local_part(y, comm)).backward()
+    assert not first._buckets.in_flight
+    second.synchronize()
+    reference = three_layers()
+    mse(reference, x, y).backward()
+    for ours, theirs in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(ours.grad, theirs.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_copies_and_pickles_of_a_model_leave_the_optimizers_hooks_behind():
+    model = three_layers()
+    optimizer = DistributedOptimizer(optim.SGD(model.parameters()), comm=comm, overlap=True)
+    twin = copy.deepcopy(model)
+    assert all(not param._post_accumulate_hooks for param in twin.parameters())
+    assert all(param._post_accumulate_hooks for param in model.parameters())
+    x, y = global_batch(0, LOCAL_BATCH)
+    mse(twin, x, y).backward()  # the copy's backward is none of the optimizer's business
+    assert not optimizer._buckets.in_flight
+    restored = pickle.loads(pickle.dumps(model))
+    assert all(not param._post_accumulate_hooks for param in restored.parameters())
 
 
 def test_overlap_is_automatic_across_nodes_only():
@@ -341,6 +442,9 @@ class EqualRanks:
 
     def __init__(self, size):
         self.size, self.step, self.ranks_per_node = size, 0, size
+
+    def duplicate(self):
+        return self
 
     def allreduce_(self, array, op="sum"):
         array *= self.size
@@ -560,8 +664,9 @@ def test_rejects_bad_arguments():
         DistributedOptimizer(inner, comm=EqualRanks(2), op=distributed.Sum, deterministic=True)
     with pytest.raises(ValueError, match="overlap must be True, False or None"):
         DistributedOptimizer(inner, overlap="yes")
-    with pytest.raises(ValueError, match="bucket_mb must be a number of MiB > 0"):
-        DistributedOptimizer(inner, overlap=True, bucket_mb=0)
+    for bucket_mb in (0, -1, "0.5"):
+        with pytest.raises(ValueError, match="bucket_mb must be a number of MiB > 0"):
+            DistributedOptimizer(inner, bucket_mb=bucket_mb)
     with pytest.raises(ValueError, match="take overlap=False"):
         DistributedOptimizer(inner, comm=EqualRanks(2), op=distributed.Adasum, overlap=True)
     with pytest.raises(ValueError, match="take overlap=False"):

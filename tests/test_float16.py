@@ -49,3 +49,13 @@ def test_any_float32_rounds_as_numpy_does(values, scale):
 def test_gradient_sized_values_round_as_numpy_does():
     values = (np.random.default_rng(0).standard_normal(100_000) * 1e-6).astype(np.float32)
     np.testing.assert_array_equal(bits(rounded(values, 0.5)), bits(numpy_rounding(values, 0.5)))
+
+
+def test_float64_values_round_once_as_numpy_does():
+    """A float64 param group: rounding through float32 first would round twice."""
+    values = np.array([1 + 2 ** -11 + 2 ** -40, 2 ** -24 * (0.5 + 2 ** -30), 3.0],
+                      dtype=np.float64)
+    out = np.empty(values.size, dtype=np.float16)
+    expected = values.astype(np.float16)
+    np.testing.assert_array_equal(bits(round_to_float16(values, 1.0, out)), bits(expected))
+    assert bits(expected)[0] == 0x3C01  # 1 + 2^-10: the tie broken by the 2^-40 upward

@@ -163,6 +163,13 @@ def test_sequential_relu_overwrites_the_layer_output_with_the_same_gradients(lay
         np.testing.assert_array_equal(grad, param.grad)
 
 
+def test_relu_in_place_refuses_a_leaf_that_requires_grad():
+    leaf = ndl.tensor([-1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="inplace=True.*leaf that requires grad"):
+        F.relu(leaf, inplace=True)
+    np.testing.assert_array_equal(leaf.data, [-1.0, 2.0])
+
+
 def test_sequential_relu_after_other_layers_keeps_their_outputs():
     sigmoid = nn.Sigmoid()  # its backward reads its output: a ReLU must not overwrite it
     model = nn.Sequential(sigmoid, nn.ReLU())

@@ -460,6 +460,9 @@ def relu(a, inplace=False):
     `inplace=True` writes the result over `a`'s values instead of new memory, as PyTorch's:
     only for an `a` that nothing reads afterwards, its own op's backward included
     (nn.Sequential does it after a Linear or a convolution)."""
+    if inplace and a.is_leaf and a.requires_grad:
+        raise RuntimeError("relu(inplace=True) on a leaf that requires grad would change "
+                           "the values its gradient is taken at; use inplace=False")
     out = np.maximum(a.data, 0, out=a.data if inplace else None)
     return Tensor._make(out, (a,), lambda g: (g * (out > 0),), "relu")
 

@@ -97,6 +97,14 @@ class Tensor(Conversions):
 
     _post_accumulate_hooks = {}  # id -> hook; a leaf gets its own dict on registering one
 
+    def __getstate__(self):
+        """What copy, deepcopy and pickle take: everything but the post-accumulate hooks,
+        which belong to whoever registered them (an optimizer of this tensor, not of a
+        copy of it)."""
+        state = dict(self.__dict__)
+        state.pop("_post_accumulate_hooks", None)
+        return state
+
     @classmethod
     def _make(cls, data, parents, backward, op):
         """The output of op `op`; it joins the graph only when a parent needs a gradient."""

@@ -11,6 +11,11 @@ one-slot-per-parameter flags and the pass count (the message's tail, see
 numpy_dl.optim.flat) follow in one small all-reduce at the end, when every rank knows
 which parameters it has gradients for.
 
+When a bucket starts depends on this rank's graph: a parameter without a gradient here
+holds its bucket back until `finish()`. So the buckets travel on a communicator of their
+own (`comm.duplicate()`): their order among themselves is fixed, and how they interleave
+with the user's collectives, or another optimizer's buckets, cannot mismatch them.
+
 MPI moves a message only while the process is inside an MPI call (no progress thread by
 default), so every hook also tests the buckets in flight: between layers, MPI gets a
 moment to send the next piece.
@@ -48,7 +53,7 @@ class BucketedReduction:
     parameter back."""
 
     def __init__(self, flat_groups, comm, bucket_bytes, scale=None):
-        self.comm = comm
+        self.comm = comm.duplicate()  # collective
         self.scale = scale      # fp16 compression: the factor before rounding, else None
         self.armed = False      # the next backward is the last of a cycle: start buckets
         self.buckets = [bucket for flat in flat_groups for bucket in _cut(flat, bucket_bytes)]
@@ -57,6 +62,8 @@ class BucketedReduction:
             self.staging = {flat: np.empty(flat.message.size, np.float16) for flat in flat_groups}
         self.started = []       # (bucket, request), in start order
         this = weakref.ref(self)  # the hooks must not keep a dropped optimizer alive
+        for flat in flat_groups:  # the newest wrapper of an optimizer reduces its groups
+            flat.bucketed_by = this
         self._handles = []
         for bucket in self.buckets:
             for i in range(bucket.first, bucket.stop):
@@ -72,7 +79,8 @@ class BucketedReduction:
     def _gradient_ready(self, bucket, index):
         """Hook: parameter `index` of `bucket` has its whole gradient of this backward."""
         flat = bucket.flat
-        if not self.armed or flat.params[index].grad_slot is not flat.grad_views[index]:
+        if (not self.armed or flat.params[index].grad_slot is not flat.grad_views[index]
+                or flat.bucketed_by() is not self):
             return  # not the cycle's last pass, or another optimizer has the parameter now
         if any(bucket is started for started, _ in self.started):
             raise RuntimeError("backward() wrote a gradient that is already being all-reduced "
@@ -111,6 +119,11 @@ class BucketedReduction:
             request.wait()
             if self.scale is not None:
                 np.copyto(bucket.flat.grad[bucket.where], self.staging[bucket.flat][bucket.where])
+        self.reset()
+
+    def reset(self):
+        """Forget the gradients counted so far (a new backward pass will count again)."""
+        for bucket in self.buckets:
             bucket.ready = 0
         self.started = []
 

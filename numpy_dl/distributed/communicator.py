@@ -20,6 +20,8 @@ Interface (both implementations)::
     exchange_(send, receive, partner)        send `send` to rank `partner` and receive its
                                              array into `receive` (the same shape), returns
                                              `receive`
+    duplicate() -> communicator              collective: the same ranks, collectives of
+                                             its own (which never match this one's)
     bcast_object(obj, root=0) -> obj         any cloudpickle-able object
     gather_object(obj, root=0) -> list on root, None elsewhere
     allgather_object(obj) -> list of every rank's obj, on every rank
@@ -114,6 +116,9 @@ class SingleProcessCommunicator(Communicator):
         self._check_buffer("iallreduce_", array)
         self._check_op(op)
         return DoneRequest()
+
+    def duplicate(self):
+        return SingleProcessCommunicator()
 
     def broadcast_(self, array, root=0):
         self._check_buffer("broadcast_", array)

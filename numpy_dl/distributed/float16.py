@@ -18,7 +18,10 @@ SIGN = np.uint16(0x8000)
 
 
 def round_to_float16(values, scale, out):
-    """out[...] = float16(values * scale), values and scale float32; returns `out`."""
+    """out[...] = float16(values * scale); returns `out`. Float32 values take the path
+    above; others (a float64 param group) NumPy's own cast, which rounds once."""
+    if values.dtype != np.float32:
+        return np.multiply(values, scale, out=out, casting="same_kind")
     scaled = np.multiply(values, scale, dtype=np.float32)
     magnitude = np.abs(scaled)
     tiny = magnitude < SMALLEST_NORMAL

@@ -77,13 +77,14 @@ class PendingCollective:
 
 
 class MPICommunicator(Communicator):
-    def __init__(self, stall_timeout):
+    def __init__(self, stall_timeout, world=None):
         super().__init__()
-        self._comm = MPI.COMM_WORLD.Clone()
+        self._comm = MPI.COMM_WORLD.Clone() if world is None else world
         self.rank, self.size = self._comm.Get_rank(), self._comm.Get_size()
         node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
         self.ranks_per_node = node.Get_size()
         node.Free()
+        self._reporter = self  # whose `waiting` record the stall watchdog reads
         # float16 minima and maxima go through MPI's own type when there is one
         self.native_float16 = has_float16()
         self._float16_op = None
@@ -93,14 +94,26 @@ class MPICommunicator(Communicator):
         if stall_timeout > 0:
             self.watchdog = StallWatchdog(self, MPI.COMM_WORLD.Clone(), stall_timeout)
 
+    def duplicate(self):
+        """Collective: a communicator of the same ranks whose collectives never match this
+        one's (MPI_Comm_dup), for collectives a library keeps in flight while the user's
+        own run (DistributedOptimizer's overlap). Its waits show in this communicator's
+        `waiting` record, which the stall watchdog reads."""
+        with self._collective("duplicate"):
+            twin = MPICommunicator(stall_timeout=0, world=self._comm.Dup())
+        twin._reporter = self._reporter
+        twin.native_float16 = self.native_float16
+        return twin
+
     @contextmanager
     def _collective(self, name):
         self.collectives += 1
-        self.waiting = Waiting(name, self.collectives, self.step, time.monotonic())
+        reporter = self._reporter
+        reporter.waiting = Waiting(name, self.collectives, reporter.step, time.monotonic())
         try:
             yield
         finally:
-            self.waiting = None
+            reporter.waiting = None
 
     def allreduce_(self, array, op="sum"):
         self._check_buffer("allreduce_", array)
@@ -116,13 +129,13 @@ class MPICommunicator(Communicator):
         self._check_buffer("iallreduce_", array)
         self._check_op(op)
         self.collectives += 1
-        started = Waiting("iallreduce_", self.collectives, self.step, None)
+        started = Waiting("iallreduce_", self.collectives, self._reporter.step, None)
         if self._as_words(array, op):
             request = self._comm.Iallreduce(MPI.IN_PLACE, self._float16_words(array, op),
                                             op=self._float16_op)
         else:
             request = self._comm.Iallreduce(MPI.IN_PLACE, array, op=_OPS[op])
-        return PendingCollective(self, request, started)
+        return PendingCollective(self._reporter, request, started)
 
     def _as_words(self, array, op):
         """Whether `array` goes through the float16 user op (see the module docstring)."""

@@ -58,12 +58,17 @@ Overlap, `overlap=True` (see buckets.py): the gradient buffer is all-reduced in 
 about `bucket_mb` MiB, each started, without blocking, as soon as backward has written
 its gradients (from the last layer back), so that on a network the all-reduce travels
 while backward still computes; step() (or synchronize()) waits for them. The buckets
-start in one fixed order on every rank, and the results are the sums of the fused
-all-reduce. `overlap=None`, the default, turns it on when the ranks span more than one
-node; within a node the one fused all-reduce is as fast. Not with Adasum or deterministic
-mode, which combine whole messages. With overlap, every backward pass of a cycle's last
-pass must be followed by step() or synchronize() before the next backward() (or
-zero_grad()), which raise RuntimeError otherwise: their gradients are in flight.
+start in one fixed order on every rank, on a communicator of their own (made by the
+constructor, which is then collective), so they never mix with the user's collectives or
+another optimizer's; the results are the sums of the fused all-reduce. `overlap=None`, the
+default, turns it on when the ranks span more than one node; within a node the one fused
+all-reduce is as fast. Not with Adasum or deterministic mode, which combine whole
+messages. While buckets are in flight their gradients are being summed in place: read
+or clip `.grad` after synchronize() (Horovod's pattern), and do not call backward()
+again before step() (it raises RuntimeError when it would write into a bucket in flight).
+A zero_grad() at the start of a cycle completes the all-reduces of a backward that was not
+followed by step() (a GAN's generator pass through the discriminator) and drops them, on
+every rank alike.
 
 Deterministic mode, `deterministic=True, micro_batches=K` (see tree.py): the same bits at
 every rank count that divides K. Each step() call takes the gradient of one micro-batch
@@ -208,16 +213,16 @@ class DistributedOptimizer:
         slow enough for overlap to pay; off within a node, where the one fused
         all-reduce is as fast (benchmarks/scaling.py), and for deterministic mode and
         Adasum, which combine whole messages."""
+        if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) \
+                or not bucket_mb > 0:
+            raise ValueError(f"DistributedOptimizer: bucket_mb must be a number of MiB > 0, "
+                             f"got {bucket_mb!r}")
         if overlap is None:
             return (self.comm.size > self.comm.ranks_per_node and not self.deterministic
                     and self.op != Adasum)
         if not isinstance(overlap, bool):
             raise ValueError(f"DistributedOptimizer: overlap must be True, False or None "
                              f"(automatic), got {overlap!r}")
-        if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) \
-                or not bucket_mb > 0:
-            raise ValueError(f"DistributedOptimizer: bucket_mb must be a number of MiB > 0, "
-                             f"got {bucket_mb!r}")
         if overlap and (self.deterministic or self.op == Adasum):
             raise ValueError("DistributedOptimizer: overlap all-reduces buckets of gradients as "
                              "backward makes them; deterministic mode's tree and Adasum's "
@@ -259,12 +264,26 @@ class DistributedOptimizer:
         """The wrapped optimizer's zero_grad, except inside a cycle of
         backward_passes_per_step passes, whose gradients must add up (deterministic mode,
         which sums the micro-batches' gradients itself, always clears)."""
-        if self._buckets is not None and self._buckets.in_flight:
-            raise RuntimeError("zero_grad() while the last backward's gradients are being "
-                               "all-reduced (overlap): call step() or synchronize() after the "
-                               "last backward pass of a cycle")
+        if self._buckets is not None:
+            self._discard_buckets()
         if self._passes == 0 or self.deterministic:
             self.optimizer.zero_grad(set_to_none)
+
+    def _discard_buckets(self):
+        """zero_grad() with overlap: a backward since the last update may have started
+        buckets (one that was not followed by step(), such as a GAN's generator pass
+        through the discriminator). Every rank runs the same code, so every rank
+        completes those all-reduces (DDP all-reduces every backward too), and their
+        results are dropped with the gradients; inside a cycle of
+        backward_passes_per_step, whose gradients must add up, that cannot be done."""
+        if self._buckets.in_flight:
+            if self._passes:
+                raise RuntimeError("zero_grad() while the last backward's gradients are "
+                                   "being all-reduced (overlap), inside a cycle of "
+                                   "backward_passes_per_step: call step() or synchronize() "
+                                   "after the last backward pass of a cycle")
+            self._buckets.finish(self.backward_passes_per_step)
+        self._buckets.reset()
 
     def step(self):
         """Count a backward pass; at the last of a cycle, combine the gradients over the
