@@ -51,6 +51,15 @@ def _im2col(padded, kh, kw, stride, out_h, out_w):
     return windows.reshape(n * out_h * out_w, kh * kw * c)
 
 
+def _offset_windows(padded, kh, kw, stride, out_h, out_w):
+    """(i, j, view) for each kernel offset: the (N, out_h, out_w, C) pixels of `padded`
+    that offset (i, j) of every kernel window covers, as a strided view."""
+    rows_span, columns_span = stride[0] * (out_h - 1) + 1, stride[1] * (out_w - 1) + 1
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, padded[:, i:i + rows_span:stride[0], j:j + columns_span:stride[1], :]
+
+
 def _col2im_gemm(rows, wmat, padded_shape, kh, kw, stride, out_h, out_w):
     """The adjoint of `_im2col` after a GEMM: `_col2im(rows @ wmat)` without materialising
     the (rows, kh*kw*C) patch matrix. Each kernel offset gets its own GEMM, whose result is
@@ -59,11 +68,8 @@ def _col2im_gemm(rows, wmat, padded_shape, kh, kw, stride, out_h, out_w):
     n, _, _, c = padded_shape
     taps = wmat.reshape(wmat.shape[0], kh, kw, c)
     padded = np.zeros(padded_shape, dtype=rows.dtype)
-    rows_span, columns_span = stride[0] * (out_h - 1) + 1, stride[1] * (out_w - 1) + 1
-    for i in range(kh):
-        for j in range(kw):
-            window = padded[:, i:i + rows_span:stride[0], j:j + columns_span:stride[1], :]
-            window += (rows @ taps[:, i, j, :]).reshape(n, out_h, out_w, c)
+    for i, j, window in _offset_windows(padded, kh, kw, stride, out_h, out_w):
+        window += (rows @ taps[:, i, j, :]).reshape(n, out_h, out_w, c)
     return padded
 
 
@@ -73,11 +79,8 @@ def _im2col_gemm(left, padded, kh, kw, stride, out_h, out_w):
     in cache (the whole patch matrix is kh*kw times the input)."""
     n, _, _, c = padded.shape
     product = np.empty((left.shape[0], kh, kw, c), dtype=left.dtype)
-    rows_span, columns_span = stride[0] * (out_h - 1) + 1, stride[1] * (out_w - 1) + 1
-    for i in range(kh):
-        for j in range(kw):
-            window = padded[:, i:i + rows_span:stride[0], j:j + columns_span:stride[1], :]
-            np.matmul(left, window.reshape(n * out_h * out_w, c), out=product[:, i, j, :])
+    for i, j, window in _offset_windows(padded, kh, kw, stride, out_h, out_w):
+        np.matmul(left, window.reshape(n * out_h * out_w, c), out=product[:, i, j, :])
     return product.reshape(left.shape[0], kh * kw * c)
 
 
