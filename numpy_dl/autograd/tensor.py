@@ -297,9 +297,8 @@ class Tensor(Conversions):
         """Call `hook(tensor)` in every backward() once this leaf's gradient of that pass
         is all in `.grad` (after its last use in the graph), as PyTorch's method of the
         same name; not at all in a pass that gives it no gradient (nor while it does not
-        require grad). DistributedOptimizer
-        starts all-reducing a bucket of gradients from it while backward goes on.
-        Returns a handle whose `remove()` unregisters the hook."""
+        require grad). DistributedOptimizer starts all-reducing a bucket of gradients from
+        it while backward goes on. Returns a handle whose `remove()` unregisters the hook."""
         if not self.is_leaf:
             raise RuntimeError("post-accumulate-grad hooks can only be registered on leaf "
                                "tensors (parameters, inputs), where backward() stores .grad")
