@@ -129,6 +129,7 @@ CONV2D = [
     ((1, 2, 7, 7), 2, (4, 4), 2, 2),
     ((1, 2, 2, 2), 2, (3, 3), 1, 1),
     ((1, 1, 3, 8), 1, (3, 1), (1, 3), (0, 2)),
+    ((1, 2, 3, 3), 2, (1, 1), 1, 1),  # the border outputs' windows are all padding
 ]
 
 
@@ -196,6 +197,7 @@ CONV_T = [
     ((1, 2, 3, 5), 2, (5, 3), 3, (1, 2), (0, 1)),
     ((1, 2, 5, 5), 1, (3, 3), 2, 2, 1),
     ((2, 3, 1, 1), 2, (2, 2), 1, 0, 0),
+    ((1, 2, 4, 4), 2, (1, 1), 1, 1, 0),  # the border pixels reach only the cropped padding
 ]
 
 
@@ -228,7 +230,7 @@ def test_conv_transpose2d_matches_loop_reference(xshape, out_channels, kernel, s
 
 
 @pytest.mark.parametrize("xshape, out_channels, kernel, stride, padding, output_padding",
-                         CONV_T[1:4])
+                         CONV_T[1:4] + CONV_T[-1:])
 def test_conv_transpose2d_gradcheck(xshape, out_channels, kernel, stride, padding,
                                     output_padding):
     rng = np.random.default_rng(2)

@@ -1,13 +1,15 @@
 """2-D convolution and transposed convolution, im2col + GEMM.
 
-Convolutions work channels-last inside: the padded input is an (N, H, W, C) array whose
-kernel windows are strided views, copied once into a patch matrix for a single GEMM.
+Convolutions work channels-last inside: the input is an (N, H, W, C) array whose kernel
+windows are strided views, copied into a patch matrix for a GEMM. Where zero padding is
+a large share of the windows, the outputs are grouped by the taps that read real pixels
+and each group gets its own patch matrix and GEMM, so the padding is never multiplied.
 Their NCHW outputs are transposed views of NHWC memory, which the next convolution reads
-without another copy. The input gradient is the adjoint: one GEMM, then a sum over the
-kh*kw kernel offsets, one small GEMM each (never `np.add.at`, never a loop over pixels or
-samples). conv2d's weight gradient is one GEMM per offset too, on the input padded
-again: the forward's patch matrix, kh*kw times the input, does not wait in memory for
-backward (a third of a ConvVAE's training memory; 1-3% of its step).
+without another copy. The input gradient is the adjoint: a sum over the kh*kw kernel
+taps, one small GEMM each, added where the tap reads (never `np.add.at`, never a loop
+over pixels or samples). conv2d's weight gradient is one GEMM per tap too, on the input
+padded again: the forward's patch matrix, kh*kw times the input, does not wait in memory
+for backward (a third of a ConvVAE's training memory; 1-3% of its step).
 """
 import numpy as np
 
@@ -28,35 +30,90 @@ def pair(value, name, minimum=0):
     return int(values[0]), int(values[1])
 
 
-def _padded_nhwc(x, pad_h, pad_w, height=None, width=None):
+def _padded_nhwc(x, pad_h, pad_w):
     """NCHW `x` as a zero-padded NHWC array (a free view when no padding is needed)."""
     n, c, h, w = x.shape
-    height = h + 2 * pad_h if height is None else height
-    width = w + 2 * pad_w if width is None else width
     nhwc = x.transpose(0, 2, 3, 1)
-    if (height, width) == (h, w):
+    if pad_h == pad_w == 0:
         return nhwc
-    padded = np.zeros((n, height, width, c), dtype=x.dtype)
+    padded = np.zeros((n, h + 2 * pad_h, w + 2 * pad_w, c), dtype=x.dtype)
     padded[:, pad_h:pad_h + h, pad_w:pad_w + w, :] = nhwc
     return padded
 
 
-def _crop(padded, pad_h, pad_w, height, width):
-    """The (N, height, width, C) inside of an NHWC array, as contiguous memory: the ReLU
-    and bias additions next to a convolution run 2-4x slower on a strided crop than the
-    copy costs."""
-    inside = padded[:, pad_h:pad_h + height, pad_w:pad_w + width, :]
-    return inside if inside.shape == padded.shape else np.ascontiguousarray(inside)
+def _border_runs(size, pad, kernel, stride, out_size):
+    """Along one axis, runs (first, stop, tap_first, tap_stop) of consecutive output
+    positions whose kernel taps inside the input [0, size) are the same: with zero padding
+    only the outputs at the borders lose taps, so an axis has one to three runs."""
+    runs = []
+    for position in range(out_size):
+        taps = (max(0, pad - position * stride), min(kernel, size + pad - position * stride))
+        if runs and runs[-1][2:] == taps:
+            runs[-1] = (runs[-1][0], position + 1) + taps
+        else:
+            runs.append((position, position + 1) + taps)
+    return runs
 
 
-def _im2col(padded, kh, kw, stride, out_h, out_w):
-    """Every kernel window of an NHWC array as a row: (N*out_h*out_w, kh*kw*C), one copy."""
-    n, _, _, c = padded.shape
-    sn, sh, sw, sc = padded.strides
-    windows = np.lib.stride_tricks.as_strided(
-        padded, shape=(n, out_h, out_w, kh, kw, c),
-        strides=(sn, sh * stride[0], sw * stride[1], sh, sw, sc), writeable=False)
-    return windows.reshape(n * out_h * out_w, kh * kw * c)
+def _border_classes(nhwc, kh, kw, stride, pad, out_h, out_w):
+    """A convolution's kernel windows over NHWC `nhwc`, zero-padded by `pad`, grouped into
+    blocks of outputs that use the same taps: for each block, yield its output rows and
+    columns, its taps (i, j) as slices, and its patch matrix (one row per output, the
+    taps' pixels in the row), one copy. The taps that would read padding are left out, so
+    the GEMMs skip them: 31% of the multiply-adds of a stride-2 3x3 convolution of a 7x7
+    input, whose forward then takes 20% less time. Where padding is a smaller share (9%
+    of a 14x14 input's), the per-block copies cost what the skipped taps save, so the input
+    is padded instead and the windows form a single block, as in plain im2col."""
+    row_runs = _border_runs(nhwc.shape[1], pad[0], kh, stride[0], out_h)
+    column_runs = _border_runs(nhwc.shape[2], pad[1], kw, stride[1], out_w)
+    taps_used = (sum((r1 - r0) * (i1 - i0) for r0, r1, i0, i1 in row_runs)
+                 * sum((c1 - c0) * (j1 - j0) for c0, c1, j0, j1 in column_runs))
+    if taps_used > 0.8 * out_h * out_w * kh * kw:
+        nhwc = _padded_nhwc(nhwc.transpose(0, 3, 1, 2), pad[0], pad[1])
+        pad = (0, 0)
+        row_runs, column_runs = [(0, out_h, 0, kh)], [(0, out_w, 0, kw)]
+    n, c = nhwc.shape[0], nhwc.shape[3]
+    sn, sh, sw, sc = nhwc.strides
+    for r0, r1, i0, i1 in row_runs:
+        for c0, c1, j0, j1 in column_runs:
+            outputs = n * (r1 - r0) * (c1 - c0)
+            if i0 >= i1 or j0 >= j1:  # windows entirely in the padding
+                patches = np.zeros((outputs, 0), dtype=nhwc.dtype)
+            else:
+                first = nhwc[:, r0 * stride[0] + i0 - pad[0]:, c0 * stride[1] + j0 - pad[1]:, :]
+                windows = np.lib.stride_tricks.as_strided(
+                    first, shape=(n, r1 - r0, c1 - c0, i1 - i0, j1 - j0, c),
+                    strides=(sn, sh * stride[0], sw * stride[1], sh, sw, sc), writeable=False)
+                patches = windows.reshape(outputs, -1)
+            yield slice(r0, r1), slice(c0, c1), slice(i0, i1), slice(j0, j1), patches
+
+
+def _convolve(nhwc, kernel, stride, pad, out_h, out_w, taps=None, left=None):
+    """The two products of a convolution's patch matrix over NHWC `nhwc` zero-padded by
+    `pad`, one GEMM each per border class: with `taps` (O, kh, kw, C), the
+    (N, out_h, out_w, O) cross-correlation; with `left` (N, out_h, out_w, A), the
+    (A, kh, kw, C) sum of left's rows times their patches (a weight gradient). Returns
+    both, None for the one not asked for."""
+    n, c = nhwc.shape[0], nhwc.shape[3]
+    kh, kw = kernel
+    out = None
+    product = None if left is None else np.zeros((left.shape[3], kh, kw, c), dtype=nhwc.dtype)
+    for rows, cols, taps_i, taps_j, patches in _border_classes(nhwc, kh, kw, stride, pad,
+                                                                 out_h, out_w):
+        if taps is not None:
+            result = (patches @ taps[:, taps_i, taps_j, :].reshape(len(taps), -1).T).reshape(
+                n, rows.stop - rows.start, cols.stop - cols.start, len(taps))
+            if result.shape[1:3] == (out_h, out_w):  # a single block: no copy into place
+                out = result
+            else:
+                if out is None:
+                    out = np.empty((n, out_h, out_w, len(taps)), dtype=nhwc.dtype)
+                out[:, rows, cols, :] = result
+        if product is not None:
+            block = product[:, taps_i, taps_j, :]
+            block += (left[:, rows, cols, :].reshape(len(patches), -1).T @ patches
+                      ).reshape(block.shape)
+    return out, product
 
 
 def _offset_windows(padded, kh, kw, stride, out_h, out_w):
@@ -68,17 +125,41 @@ def _offset_windows(padded, kh, kw, stride, out_h, out_w):
             yield i, j, padded[:, i:i + rows_span:stride[0], j:j + columns_span:stride[1], :]
 
 
-def _col2im_gemm(rows, wmat, padded_shape, kh, kw, stride, out_h, out_w):
-    """The adjoint of `_im2col` after a GEMM: `_col2im(rows @ wmat)` without materialising
-    the (rows, kh*kw*C) patch matrix. Each kernel offset gets its own GEMM, whose result is
-    added where that offset's windows read from; the patch matrix would not fit in cache,
-    these small products do."""
-    n, _, _, c = padded_shape
-    taps = wmat.reshape(wmat.shape[0], kh, kw, c)
-    padded = np.zeros(padded_shape, dtype=rows.dtype)
-    for i, j, window in _offset_windows(padded, kh, kw, stride, out_h, out_w):
-        window += (rows @ taps[:, i, j, :]).reshape(n, out_h, out_w, c)
-    return padded
+def _tap_range(tap, pad, stride, windows, size):
+    """Along one axis, for kernel tap `tap`: the windows [first, stop) of the `windows`
+    whose tap lands inside the unpadded input [0, size), and where the first one lands."""
+    first = max(0, -((tap - pad) // stride))
+    stop = min(windows, (size - 1 + pad - tap) // stride + 1)
+    return first, stop, first * stride + tap - pad
+
+
+def _col2im_gemm(grads, taps, out_shape, stride, pad):
+    """The adjoint of a convolution's patch matrix after a GEMM: over every window of the
+    NHWC grid `grads` (N, P, Q, A) and kernel tap (i, j), grads' row times taps[:, i, j, :]
+    ((A, kh, kw, C) taps), added into the (N, H, W, C) `out_shape` where that tap reads;
+    what lands in the padding is left out. Each tap gets its own GEMM: the patch matrix,
+    kh*kw times the input, would not fit in cache; these products do. A tap whose windows
+    partly land in the padding multiplies a copy of the rest when C >= 16 (copying a row
+    of A values then costs less than the A*C multiply-adds it saves); for fewer channels it
+    multiplies every row and drops the padding's part of the product."""
+    n, p, q, a = grads.shape
+    _, kh, kw, c = taps.shape
+    out = np.zeros(out_shape, dtype=grads.dtype)
+    for i in range(kh):
+        r0, r1, top = _tap_range(i, pad[0], stride[0], p, out_shape[1])
+        for j in range(kw):
+            c0, c1, left = _tap_range(j, pad[1], stride[1], q, out_shape[2])
+            if r0 >= r1 or c0 >= c1:
+                continue
+            window = out[:, top:top + (r1 - r0 - 1) * stride[0] + 1:stride[0],
+                         left:left + (c1 - c0 - 1) * stride[1] + 1:stride[1], :]
+            if c >= 16 or (r1 - r0, c1 - c0) == (p, q):
+                window += (grads[:, r0:r1, c0:c1, :].reshape(-1, a) @ taps[:, i, j, :]
+                           ).reshape(window.shape)
+            else:
+                window += (grads.reshape(-1, a) @ taps[:, i, j, :]).reshape(n, p, q, c)[
+                    :, r0:r1, c0:c1, :]
+    return out
 
 
 def _im2col_gemm(left, padded, kh, kw, stride, out_h, out_w):
@@ -121,20 +202,19 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     if out_h < 1 or out_w < 1:
         raise ValueError(f"conv2d: input {x.shape} is smaller than kernel {(kh, kw)} "
                          f"with padding {(ph, pw)}")
-    padded = _padded_nhwc(x.data, ph, pw)
-    padded_shape = padded.shape
     wmat = _weight_matrix(weight.data)
-    out = _im2col(padded, kh, kw, stride, out_h, out_w) @ wmat.T
-    del padded  # nor the patch matrix: backward pads x again, for the weight gradient
+    out, _ = _convolve(x.data.transpose(0, 2, 3, 1), (kh, kw), stride, (ph, pw), out_h, out_w,
+                       taps=wmat.reshape(o, kh, kw, c))
     if bias is not None:
         out += bias.data
 
     def backward(g):
-        g2 = g.transpose(0, 2, 3, 1).reshape(-1, o)
+        g_nhwc = np.ascontiguousarray(g.transpose(0, 2, 3, 1))
+        g2 = g_nhwc.reshape(-1, o)
         gx = gw = None
         if x.requires_grad:
-            grad_padded = _col2im_gemm(g2, wmat, padded_shape, kh, kw, stride, out_h, out_w)
-            gx = _crop(grad_padded, ph, pw, h, w).transpose(0, 3, 1, 2)
+            gx = _col2im_gemm(g_nhwc, wmat.reshape(o, kh, kw, c), (n, h, w, c), stride,
+                              (ph, pw)).transpose(0, 3, 1, 2)
         if weight.requires_grad:
             padded = _padded_nhwc(x.data, ph, pw)
             gw = _matrix_to_weight(_im2col_gemm(g2.T, padded, kh, kw, stride, out_h, out_w),
@@ -143,8 +223,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             return gx, gw
         return gx, gw, (column_sums(g2) if bias.requires_grad else None)
     parents = (x, weight) if bias is None else (x, weight, bias)
-    out = out.reshape(n, out_h, out_w, o).transpose(0, 3, 1, 2)
-    return Tensor._make(out, parents, backward, "conv2d")
+    return Tensor._make(out.transpose(0, 3, 1, 2), parents, backward, "conv2d")
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
@@ -163,24 +242,23 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if out_h < 1 or out_w < 1:
         raise ValueError(f"conv_transpose2d: padding {(ph, pw)} leaves no output for input "
                          f"{x.shape} and kernel {(kh, kw)}")
-    rows = x.data.transpose(0, 2, 3, 1).reshape(n * h * w, cin)
     wmat = _weight_matrix(weight.data)
-    full = _col2im_gemm(rows, wmat, (n, full_h, full_w, cout), kh, kw, stride, h, w)
-    out = _crop(full, ph, pw, out_h, out_w)
+    out = _col2im_gemm(np.ascontiguousarray(x.data.transpose(0, 2, 3, 1)),
+                       wmat.reshape(cin, kh, kw, cout), (n, out_h, out_w, cout), stride, (ph, pw))
     if bias is not None:
         out += bias.data
 
     def backward(g):
-        padded = _padded_nhwc(g, ph, pw, full_h, full_w)
-        cols = _im2col(padded, kh, kw, stride, h, w)
-        gx = gw = None
-        if x.requires_grad:
-            gx = (cols @ wmat.T).reshape(n, h, w, cin).transpose(0, 3, 1, 2)
-        if weight.requires_grad:
-            gw = _matrix_to_weight(rows.T @ cols, weight.shape)
+        # x's grid is the output grid of the convolution of g (padded by ph, pw; the
+        # bottom and right padding follow from x's size), whose taps are the weight's.
+        g_nhwc = g.transpose(0, 2, 3, 1)
+        gx, gw = _convolve(g_nhwc, (kh, kw), stride, (ph, pw), h, w,
+                           taps=wmat.reshape(cin, kh, kw, cout) if x.requires_grad else None,
+                           left=x.data.transpose(0, 2, 3, 1) if weight.requires_grad else None)
+        gx = None if gx is None else gx.transpose(0, 3, 1, 2)
+        gw = None if gw is None else gw.transpose(0, 3, 1, 2)
         if bias is None:
             return gx, gw
-        # The padding is zeros, so the padded gradient's column sums are the bias gradient.
-        return gx, gw, (column_sums(padded.reshape(-1, cout)) if bias.requires_grad else None)
+        return gx, gw, (column_sums(g_nhwc.reshape(-1, cout)) if bias.requires_grad else None)
     parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor._make(out.transpose(0, 3, 1, 2), parents, backward, "conv_transpose2d")
