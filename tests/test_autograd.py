@@ -1,5 +1,7 @@
 """The Tensor and its graph: dtypes, broadcasting, accumulation, no_grad, deep graphs,
 freed graphs and clear errors."""
+import weakref
+
 import numpy as np
 import pytest
 
@@ -281,6 +283,23 @@ def test_second_backward_through_freed_graph_raises():
     # a new forward pass works again
     (x * x).sum().backward()
     np.testing.assert_allclose(x.grad, [4.0, 8.0])
+
+
+def test_backward_frees_each_intermediate_output_once_its_gradient_has_passed():
+    """As PyTorch: memory a step's forward made is given back during backward, not after
+    it. The weight's hook runs when the product with it has passed back; by then the
+    nodes downstream of that product (its scaled copy) hold no memory."""
+    x = ndl.tensor(np.ones(4), requires_grad=True)
+    weight = ndl.tensor(np.ones(4), requires_grad=True)
+    scaled = x.exp() * weight * 3
+    scaled_data = weakref.ref(scaled.data)
+    loss = scaled.sum()
+    del scaled
+    alive_at_hook = []
+    weight.register_post_accumulate_grad_hook(lambda t: alive_at_hook.append(scaled_data()))
+    loss.backward()
+    assert alive_at_hook == [None]
+    np.testing.assert_allclose(x.grad, 3 * np.e * np.ones(4))
 
 
 def test_backward_through_a_shared_freed_subgraph_raises():

@@ -5,6 +5,7 @@ import pytest
 
 import numpy_dl as ndl
 from numpy_dl import functional as F
+from numpy_dl.functional import conv as conv_module
 from numpy_dl import nn
 from numpy_dl.autograd import Tensor
 
@@ -359,6 +360,40 @@ def test_conv_errors_for_impossible_geometry():
                  ndl.tensor(np.zeros((1, 1, 3, 3))))
 
 
+@pytest.mark.parametrize("workspace_samples", [1, 2])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_patch_matrices_a_run_of_samples_at_a_time_give_the_same_results(
+        monkeypatch, workspace_samples, transposed):
+    """A batch whose patch matrices exceed the workspace is taken a run of samples at a
+    time (the last run shorter): forward and all gradients still match the loop
+    reference, for a layer in border classes (7x7, stride 2) and one padded whole (14x14)."""
+    rng = np.random.default_rng(workspace_samples)
+    for size in (7, 14):
+        x = rng.standard_normal((5, 3, size, size))
+        b = rng.standard_normal(2)
+        if transposed:
+            w = rng.standard_normal((3, 2, 3, 3))
+            op, reference = F.conv_transpose2d, ref_conv_transpose2d
+            reference_grads = ref_conv_transpose2d_grads
+            args = (2, 1, 1)
+            patch_bytes = size * size * 9 * 2 * 8  # backward's, of the output gradient
+        else:
+            w = rng.standard_normal((2, 3, 3, 3))
+            op, reference, reference_grads = F.conv2d, ref_conv2d, ref_conv2d_grads
+            args = (2, 1)
+            patch_bytes = ((size + 1) // 2) ** 2 * 9 * 3 * 8
+        monkeypatch.setattr(conv_module, "PATCH_WORKSPACE_BYTES", workspace_samples * patch_bytes)
+        expected = reference(x, w, b, *args)
+        xt, wt, bt = (ndl.tensor(a, requires_grad=True, dtype=np.float64) for a in (x, w, b))
+        out = op(xt, wt, bt, *args)
+        np.testing.assert_allclose(out.data, expected, rtol=1e-10, atol=1e-10)
+        g = rng.standard_normal(expected.shape)
+        out.backward(g)
+        for analytic, exact in zip((xt.grad, wt.grad, bt.grad),
+                                   reference_grads(x, w, g, *args[:2])):
+            np.testing.assert_allclose(analytic, exact, rtol=1e-10, atol=1e-10)
+
+
 def test_conv_no_grad_builds_no_graph():
     conv = nn.Conv2d(1, 1, 3)
     with ndl.no_grad():
@@ -368,7 +403,7 @@ def test_conv_no_grad_builds_no_graph():
 
 def test_conv2d_keeps_neither_the_padded_input_nor_the_patch_matrix_for_backward():
     """The patch matrix is 9 times the input for a 3x3 kernel; backward builds what it
-    needs again, a kernel offset at a time, so the graph holds only the weights' matrix."""
+    needs again, so the graph holds only the weights' matrix."""
     x = ndl.tensor(np.ones((8, 4, 10, 10), dtype=np.float32), requires_grad=True)
     layer = nn.Conv2d(4, 6, 3, padding=1)
     out = layer(x)

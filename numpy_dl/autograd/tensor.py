@@ -260,14 +260,17 @@ class Tensor(Conversions):
         order = self._topological_order()
         finished_by = _hooked_leaves_finished_by(order)
         received = set()  # leaves with hooks that took a gradient in this pass
-        for node in reversed(order):
+        while order:
+            # Popped, not iterated: once a node has passed its gradient back, nothing of
+            # this pass holds it, so its output is freed unless the caller keeps it.
+            node = order.pop()
             grad = pending.pop(node, None)
             if grad is not None and node._backward is None:
                 node._accumulate(grad)
                 received.add(node)
             elif grad is not None:
                 received.update(node._pass_back(grad, pending))
-            for leaf in finished_by.get(node, ()):
+            for leaf in finished_by.pop(node, ()):
                 if leaf in received:
                     for hook in leaf._post_accumulate_hooks.values():
                         hook(leaf)

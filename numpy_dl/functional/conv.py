@@ -4,12 +4,14 @@ Convolutions work channels-last inside: the input is an (N, H, W, C) array whose
 windows are strided views, copied into a patch matrix for a GEMM. Where zero padding is
 a large share of the windows, the outputs are grouped by the taps that read real pixels
 and each group gets its own patch matrix and GEMM, so the padding is never multiplied.
+Patch matrices are built a run of samples at a time within a fixed workspace
+(`PATCH_WORKSPACE_BYTES`) and live only for their GEMMs: the forward's does not wait for
+backward, which builds the weight gradient's again (kh*kw times the input, it would be
+the largest thing a training step keeps), and a larger batch does not make them larger.
 Their NCHW outputs are transposed views of NHWC memory, which the next convolution reads
 without another copy. The input gradient is the adjoint: a sum over the kh*kw kernel
 taps, one small GEMM each, added where the tap reads (never `np.add.at`, never a loop
-over pixels or samples). conv2d's weight gradient is one GEMM per tap too, on the input
-padded again: the forward's patch matrix, kh*kw times the input, does not wait in memory
-for backward (a third of a ConvVAE's training memory; 1-3% of its step).
+over pixels or samples).
 """
 import numpy as np
 
@@ -88,41 +90,42 @@ def _border_classes(nhwc, kh, kw, stride, pad, out_h, out_w):
             yield slice(r0, r1), slice(c0, c1), slice(i0, i1), slice(j0, j1), patches
 
 
+# The most memory one convolution's patch matrices may take at a time. Beyond it the
+# batch is taken a run of samples at a time, so a larger batch does not grow this
+# workspace; runs of 8 MiB still give GEMMs of thousands of rows, as fast per row.
+PATCH_WORKSPACE_BYTES = 8 << 20
+
+
 def _convolve(nhwc, kernel, stride, pad, out_h, out_w, taps=None, left=None):
     """The two products of a convolution's patch matrix over NHWC `nhwc` zero-padded by
-    `pad`, one GEMM each per border class: with `taps` (O, kh, kw, C), the
-    (N, out_h, out_w, O) cross-correlation; with `left` (N, out_h, out_w, A), the
+    `pad`, one GEMM each per border class and run of samples: with `taps` (O, kh, kw, C),
+    the (N, out_h, out_w, O) cross-correlation; with `left` (N, out_h, out_w, A), the
     (A, kh, kw, C) sum of left's rows times their patches (a weight gradient). Returns
     both, None for the one not asked for."""
     n, c = nhwc.shape[0], nhwc.shape[3]
     kh, kw = kernel
     out = None
     product = None if left is None else np.zeros((left.shape[3], kh, kw, c), dtype=nhwc.dtype)
-    for rows, cols, taps_i, taps_j, patches in _border_classes(nhwc, kh, kw, stride, pad,
-                                                                 out_h, out_w):
-        if taps is not None:
-            result = (patches @ taps[:, taps_i, taps_j, :].reshape(len(taps), -1).T).reshape(
-                n, rows.stop - rows.start, cols.stop - cols.start, len(taps))
-            if result.shape[1:3] == (out_h, out_w):  # a single block: no copy into place
-                out = result
-            else:
-                if out is None:
-                    out = np.empty((n, out_h, out_w, len(taps)), dtype=nhwc.dtype)
-                out[:, rows, cols, :] = result
-        if product is not None:
-            block = product[:, taps_i, taps_j, :]
-            block += (left[:, rows, cols, :].reshape(len(patches), -1).T @ patches
-                      ).reshape(block.shape)
+    patch_bytes = out_h * out_w * kh * kw * c * nhwc.itemsize
+    run = max(1, PATCH_WORKSPACE_BYTES // patch_bytes)
+    for first in range(0, n, run):
+        samples = slice(first, first + run)
+        for rows, cols, taps_i, taps_j, patches in _border_classes(
+                nhwc[samples], kh, kw, stride, pad, out_h, out_w):
+            if taps is not None:
+                result = (patches @ taps[:, taps_i, taps_j, :].reshape(len(taps), -1).T
+                          ).reshape(-1, rows.stop - rows.start, cols.stop - cols.start, len(taps))
+                if result.shape == (n, out_h, out_w, len(taps)):  # one block: no copy
+                    out = result
+                else:
+                    if out is None:
+                        out = np.empty((n, out_h, out_w, len(taps)), dtype=nhwc.dtype)
+                    out[samples, rows, cols, :] = result
+            if product is not None:
+                block = product[:, taps_i, taps_j, :]
+                block += (left[samples, rows, cols, :].reshape(len(patches), -1).T @ patches
+                          ).reshape(block.shape)
     return out, product
-
-
-def _offset_windows(padded, kh, kw, stride, out_h, out_w):
-    """(i, j, view) for each kernel offset: the (N, out_h, out_w, C) pixels of `padded`
-    that offset (i, j) of every kernel window covers, as a strided view."""
-    rows_span, columns_span = stride[0] * (out_h - 1) + 1, stride[1] * (out_w - 1) + 1
-    for i in range(kh):
-        for j in range(kw):
-            yield i, j, padded[:, i:i + rows_span:stride[0], j:j + columns_span:stride[1], :]
 
 
 def _tap_range(tap, pad, stride, windows, size):
@@ -160,17 +163,6 @@ def _col2im_gemm(grads, taps, out_shape, stride, pad):
                 window += (grads.reshape(-1, a) @ taps[:, i, j, :]).reshape(n, p, q, c)[
                     :, r0:r1, c0:c1, :]
     return out
-
-
-def _im2col_gemm(left, padded, kh, kw, stride, out_h, out_w):
-    """`left @ _im2col(padded)` without materialising the patch matrix: one GEMM per
-    kernel offset, on a copy of the windows' pixels at that offset, small enough to stay
-    in cache (the whole patch matrix is kh*kw times the input)."""
-    n, _, _, c = padded.shape
-    product = np.empty((left.shape[0], kh, kw, c), dtype=left.dtype)
-    for i, j, window in _offset_windows(padded, kh, kw, stride, out_h, out_w):
-        np.matmul(left, window.reshape(n * out_h * out_w, c), out=product[:, i, j, :])
-    return product.reshape(left.shape[0], kh * kw * c)
 
 
 def _weight_matrix(weight):
@@ -216,9 +208,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             gx = _col2im_gemm(g_nhwc, wmat.reshape(o, kh, kw, c), (n, h, w, c), stride,
                               (ph, pw)).transpose(0, 3, 1, 2)
         if weight.requires_grad:
-            padded = _padded_nhwc(x.data, ph, pw)
-            gw = _matrix_to_weight(_im2col_gemm(g2.T, padded, kh, kw, stride, out_h, out_w),
-                                   weight.shape)
+            _, gw = _convolve(x.data.transpose(0, 2, 3, 1), (kh, kw), stride, (ph, pw), out_h,
+                              out_w, left=g_nhwc)
+            gw = gw.transpose(0, 3, 1, 2)
         if bias is None:
             return gx, gw
         return gx, gw, (column_sums(g2) if bias.requires_grad else None)
