@@ -140,14 +140,17 @@ def _col2im_gemm(grads, taps, out_shape, stride, pad):
     """The adjoint of a convolution's patch matrix after a GEMM: over every window of the
     NHWC grid `grads` (N, P, Q, A) and kernel tap (i, j), grads' row times taps[:, i, j, :]
     ((A, kh, kw, C) taps), added into the (N, H, W, C) `out_shape` where that tap reads;
-    what lands in the padding is left out. Each tap gets its own GEMM: the patch matrix,
-    kh*kw times the input, would not fit in cache; these products do. A tap whose windows
-    partly land in the padding multiplies a copy of the rest when C >= 16 (copying a row
-    of A values then costs less than the A*C multiply-adds it saves); for fewer channels it
-    multiplies every row and drops the padding's part of the product."""
+    what lands in the padding is left out. Each tap gets its own GEMM, over only the
+    windows whose tap lands inside: the patch matrix, kh*kw times the input, would not fit
+    in cache; these products do. With fewer than 16 channels a tap's GEMM is a thin
+    matrix-vector product, slower than one GEMM of all taps at once, which is then small
+    (kh*kw*C numbers a window) and is taken instead."""
     n, p, q, a = grads.shape
     _, kh, kw, c = taps.shape
     out = np.zeros(out_shape, dtype=grads.dtype)
+    all_taps = None
+    if c < 16:
+        all_taps = (grads.reshape(-1, a) @ taps.reshape(a, -1)).reshape(n, p, q, kh, kw, c)
     for i in range(kh):
         r0, r1, top = _tap_range(i, pad[0], stride[0], p, out_shape[1])
         for j in range(kw):
@@ -156,12 +159,11 @@ def _col2im_gemm(grads, taps, out_shape, stride, pad):
                 continue
             window = out[:, top:top + (r1 - r0 - 1) * stride[0] + 1:stride[0],
                          left:left + (c1 - c0 - 1) * stride[1] + 1:stride[1], :]
-            if c >= 16 or (r1 - r0, c1 - c0) == (p, q):
+            if all_taps is not None:
+                window += all_taps[:, r0:r1, c0:c1, i, j, :]
+            else:
                 window += (grads[:, r0:r1, c0:c1, :].reshape(-1, a) @ taps[:, i, j, :]
                            ).reshape(window.shape)
-            else:
-                window += (grads.reshape(-1, a) @ taps[:, i, j, :]).reshape(n, p, q, c)[
-                    :, r0:r1, c0:c1, :]
     return out
 
 
