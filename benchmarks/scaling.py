@@ -11,7 +11,9 @@ rank's, and a launch's rate comes from its median round. `no all-reduce` runs th
 ranks with the all-reduce skipped (each rank trains alone): the efficiency the machine
 itself allows when n processes share its caches and memory, so the difference between
 the two is what communication costs. `all-reduce ms` is the median time per step spent
-averaging the gradients (`synchronize()`), waiting for the other ranks included.
+averaging the gradients (`synchronize()`), waiting for the other ranks included; `alone
+ms` is an all-reduce of as many float32 numbers by itself, started right after a barrier
+so that no rank waits: the difference is time spent waiting for the slowest rank.
 
 The launches are interleaved: every repeat runs -n 1 and then each larger n, and an
 efficiency is computed against the -n 1 run of its own repeat, so a slow spell of a
@@ -65,7 +67,7 @@ def worker(model_name, batch_size, steps, rounds, communicate, overlap):
         timed.append(TimedAveraging(distributed.DistributedOptimizer(optimizer, comm=comm,
                                                                      overlap=overlap)))
         return timed[0]
-    _, step = numpy_dl_step(model_name, batch_size, distribute, data_seed=comm.rank)
+    model, step = numpy_dl_step(model_name, batch_size, distribute, data_seed=comm.rank)
     for _ in range(3):
         step()
     seconds = np.zeros(rounds)
@@ -80,9 +82,20 @@ def worker(model_name, batch_size, steps, rounds, communicate, overlap):
     slowest = comm.allreduce_(seconds, op="max")
     averaging = comm.allreduce_(np.array([np.median(timed[0].seconds) if timed else 0.0]),
                                 op="max")
+    # The all-reduce by itself: a gradient's worth of float32 right after a barrier, so no
+    # rank waits for a slower one; the rest of `averaging` is that waiting.
+    message = np.zeros(sum(p.data.size for p in model.parameters()), dtype=np.float32)
+    alone = np.zeros(20)
+    for i in range(len(alone)):
+        comm.barrier()
+        start = time.perf_counter()
+        comm.allreduce_(message)
+        alone[i] = time.perf_counter() - start
+    alone = comm.allreduce_(np.array([np.median(alone)]), op="max")
     if comm.is_main:
         print(json.dumps({"samples_per_s": comm.size * batch_size * steps / np.median(slowest),
-                          "allreduce_ms": float(averaging[0]) * 1e3}))
+                          "allreduce_ms": float(averaging[0]) * 1e3,
+                          "allreduce_alone_ms": float(alone[0]) * 1e3}))
 
 
 def mpirun():
@@ -94,7 +107,8 @@ def mpirun():
 
 
 def launch(name, ranks, args, communicate, overlap=False):
-    """samples/s and all-reduce ms/step of one `mpirun -n ranks` run."""
+    """samples/s, all-reduce ms/step, and ms of the all-reduce alone, of one `mpirun -n
+    ranks` run."""
     steps = args.steps if not name.startswith("conv") else max(3, args.steps // 5)
     command = [mpirun(), "-n", str(ranks), sys.executable, os.path.abspath(__file__),
                "--worker", name, "--batch-size", str(args.batch_size), "--steps", str(steps),
@@ -105,7 +119,7 @@ def launch(name, ranks, args, communicate, overlap=False):
     if out.returncode != 0:
         sys.exit(f"mpirun -n {ranks} failed:\n{out.stderr}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result["samples_per_s"], result["allreduce_ms"]
+    return result["samples_per_s"], result["allreduce_ms"], result["allreduce_alone_ms"]
 
 
 def spread(values, digits):
@@ -133,21 +147,23 @@ def main():
     larger = [n for n in args.ranks if n > 1]
     print(f"# weak scaling, local batch {args.batch_size} per rank, 1 BLAS thread per rank, "
           f"{os.cpu_count()} cores; medians (lowest-highest) of {args.repeats} repeats")
-    print(f"{'model':9} {'ranks':>5} {'samples/s':>10} {'all-reduce ms':>18} "
+    print(f"{'model':9} {'ranks':>5} {'samples/s':>10} {'all-reduce ms':>18} {'alone ms':>18} "
           f"{'efficiency':>17} {'overlap':>17} {'no all-reduce':>17}")
     for name in args.models:
-        runs = {n: {"rate": [], "ms": [], "efficiency": [], "overlap": [], "alone": []}
-                for n in [1] + larger}
+        runs = {n: {"rate": [], "ms": [], "alone ms": [], "efficiency": [], "overlap": [],
+                    "alone": []} for n in [1] + larger}
         for _ in range(args.repeats):
-            base, base_ms = launch(name, 1, args, communicate=True)
+            base, base_ms, base_alone_ms = launch(name, 1, args, communicate=True)
             runs[1]["rate"].append(base)
             runs[1]["ms"].append(base_ms)
+            runs[1]["alone ms"].append(base_alone_ms)
             for n in larger:
-                rate, ms = launch(name, n, args, communicate=True)
-                overlapped, _ = launch(name, n, args, communicate=True, overlap=True)
-                alone, _ = launch(name, n, args, communicate=False)
+                rate, ms, alone_ms = launch(name, n, args, communicate=True)
+                overlapped, _, _ = launch(name, n, args, communicate=True, overlap=True)
+                alone, _, _ = launch(name, n, args, communicate=False)
                 runs[n]["rate"].append(rate)
                 runs[n]["ms"].append(ms)
+                runs[n]["alone ms"].append(alone_ms)
                 runs[n]["efficiency"].append(rate / (n * base))
                 runs[n]["overlap"].append(overlapped / (n * base))
                 runs[n]["alone"].append(alone / (n * base))
@@ -156,7 +172,8 @@ def main():
             overlapped = spread(run["overlap"], 2) if n > 1 else "1.00"
             alone = spread(run["alone"], 2) if n > 1 else "1.00"
             print(f"{name:9} {n:>5} {np.median(run['rate']):10.0f} {spread(run['ms'], 2):>18} "
-                  f"{efficiency:>17} {overlapped:>17} {alone:>17}", flush=True)
+                  f"{spread(run['alone ms'], 2):>18} {efficiency:>17} {overlapped:>17} "
+                  f"{alone:>17}", flush=True)
 
 
 if __name__ == "__main__":
