@@ -131,6 +131,8 @@ CONV2D = [
     ((1, 2, 2, 2), 2, (3, 3), 1, 1),
     ((1, 1, 3, 8), 1, (3, 1), (1, 3), (0, 2)),
     ((1, 2, 3, 3), 2, (1, 1), 1, 1),  # the border outputs' windows are all padding
+    ((2, 16, 7, 7), 3, (3, 3), 2, 1),  # 16 channels and more: patches and products
+    ((1, 17, 4, 5), 16, (3, 2), 1, (1, 0)),  # take the other memory layouts
 ]
 
 
@@ -199,6 +201,8 @@ CONV_T = [
     ((1, 2, 5, 5), 1, (3, 3), 2, 2, 1),
     ((2, 3, 1, 1), 2, (2, 2), 1, 0, 0),
     ((1, 2, 4, 4), 2, (1, 1), 1, 1, 0),  # the border pixels reach only the cropped padding
+    ((2, 3, 4, 4), 16, (3, 3), 2, 1, 1),  # 16 channels and more: patches and products
+    ((1, 16, 3, 4), 17, (2, 3), 1, (0, 1), 0),  # take the other memory layouts
 ]
 
 

@@ -65,7 +65,10 @@ def _border_classes(nhwc, kh, kw, stride, pad, out_h, out_w):
     the GEMMs skip them: 31% of the multiply-adds of a stride-2 3x3 convolution of a 7x7
     input, whose forward then takes 20% less time. Where padding is a smaller share (9%
     of a 14x14 input's), the per-block copies cost what the skipped taps save, so the input
-    is padded instead and the windows form a single block, as in plain im2col."""
+    is padded instead and the windows form a single block, as in plain im2col. With fewer
+    than 16 channels a row's pixels come in runs too short to copy fast (3 numbers for a
+    3x3 kernel over one channel: three times slower), so the matrix is copied a tap at a
+    time and comes in F order."""
     row_runs = _border_runs(nhwc.shape[1], pad[0], kh, stride[0], out_h)
     column_runs = _border_runs(nhwc.shape[2], pad[1], kw, stride[1], out_w)
     taps_used = (sum((r1 - r0) * (i1 - i0) for r0, r1, i0, i1 in row_runs)
@@ -86,7 +89,10 @@ def _border_classes(nhwc, kh, kw, stride, pad, out_h, out_w):
                 windows = np.lib.stride_tricks.as_strided(
                     first, shape=(n, r1 - r0, c1 - c0, i1 - i0, j1 - j0, c),
                     strides=(sn, sh * stride[0], sw * stride[1], sh, sw, sc), writeable=False)
-                patches = windows.reshape(outputs, -1)
+                if c < 16:  # tap by tap: runs along the output columns, not c numbers
+                    patches = windows.transpose(3, 4, 5, 0, 1, 2).reshape(-1, outputs).T
+                else:
+                    patches = windows.reshape(outputs, -1)
             yield slice(r0, r1), slice(c0, c1), slice(i0, i1), slice(j0, j1), patches
 
 
@@ -123,8 +129,11 @@ def _convolve(nhwc, kernel, stride, pad, out_h, out_w, taps=None, left=None):
                     out[samples, rows, cols, :] = result
             if product is not None:
                 block = product[:, taps_i, taps_j, :]
-                block += (left[samples, rows, cols, :].reshape(len(patches), -1).T @ patches
-                          ).reshape(block.shape)
+                left_rows = left[samples, rows, cols, :].reshape(len(patches), -1)
+                if patches.flags.f_contiguous:  # tap-major: the product BLAS runs fastest
+                    block += (patches.T @ left_rows).T.reshape(block.shape)
+                else:
+                    block += (left_rows.T @ patches).reshape(block.shape)
     return out, product
 
 
