@@ -2,6 +2,8 @@
 every output element, float64): values and the gradients of input, weight and bias."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import numpy_dl as ndl
 from numpy_dl import functional as F
@@ -396,6 +398,65 @@ def test_patch_matrices_a_run_of_samples_at_a_time_give_the_same_results(
         for analytic, exact in zip((xt.grad, wt.grad, bt.grad),
                                    reference_grads(x, w, g, *args[:2])):
             np.testing.assert_allclose(analytic, exact, rtol=1e-10, atol=1e-10)
+
+
+@st.composite
+def geometries(draw):
+    """A convolution's shapes (either direction), with channel counts on both sides of 16
+    (where patch matrices and adjoint products change layout) and a workspace from one
+    sample's patches up to no limit."""
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, kh)), draw(st.integers(0, kw)))
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    channels = st.sampled_from([1, 2, 3, 15, 16, 17])
+    return dict(n=draw(st.integers(1, 3)), c=draw(channels), o=draw(channels), h=h, w=w,
+                kernel=(kh, kw), stride=stride, padding=padding,
+                workspace=draw(st.sampled_from([1, 2000, 1 << 40])))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(geometries(), st.booleans())
+def test_any_geometry_and_workspace_matches_the_loop_reference(geometry, transposed):
+    """Fuzzed shapes, strides, padding and patch workspaces, both directions: values and
+    the three gradients against the loop references."""
+    g = geometry
+    rng = np.random.default_rng(0)
+    original_workspace = conv_module.PATCH_WORKSPACE_BYTES
+    conv_module.PATCH_WORKSPACE_BYTES = g["workspace"]
+    try:
+        x = rng.standard_normal((g["n"], g["c"], g["h"], g["w"]))
+        b = rng.standard_normal(g["o"])
+        if transposed:
+            output_padding = tuple(min(s - 1, p) for s, p in zip(g["stride"], g["padding"]))
+            full = [(size - 1) * s + k + op for size, s, k, op in
+                    zip((g["h"], g["w"]), g["stride"], g["kernel"], output_padding)]
+            if any(f - 2 * p < 1 for f, p in zip(full, g["padding"])):
+                return  # the padding crops every output away
+            w = rng.standard_normal((g["c"], g["o"]) + g["kernel"])
+            args = (g["stride"], g["padding"])
+            expected = ref_conv_transpose2d(x, w, b, *args, output_padding)
+            op = lambda *t: F.conv_transpose2d(*t, *args, output_padding)
+            reference_grads = ref_conv_transpose2d_grads
+        else:
+            if any(size + 2 * p < k for size, p, k in
+                   zip((g["h"], g["w"]), g["padding"], g["kernel"])):
+                return  # the kernel is larger than the padded input
+            w = rng.standard_normal((g["o"], g["c"]) + g["kernel"])
+            args = (g["stride"], g["padding"])
+            expected = ref_conv2d(x, w, b, *args)
+            op = lambda *t: F.conv2d(*t, *args)
+            reference_grads = ref_conv2d_grads
+        xt, wt, bt = (ndl.tensor(a, requires_grad=True, dtype=np.float64) for a in (x, w, b))
+        out = op(xt, wt, bt)
+        np.testing.assert_allclose(out.data, expected, rtol=1e-10, atol=1e-10)
+        grad = rng.standard_normal(expected.shape)
+        out.backward(grad)
+        for analytic, exact in zip((xt.grad, wt.grad, bt.grad),
+                                   reference_grads(x, w, grad, *args)):
+            np.testing.assert_allclose(analytic, exact, rtol=1e-10, atol=1e-10)
+    finally:
+        conv_module.PATCH_WORKSPACE_BYTES = original_workspace
 
 
 def test_conv_no_grad_builds_no_graph():
