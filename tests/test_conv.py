@@ -410,7 +410,7 @@ def geometries(draw):
     padding = (draw(st.integers(0, kh)), draw(st.integers(0, kw)))
     h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     channels = st.sampled_from([1, 2, 3, 15, 16, 17])
-    return dict(n=draw(st.integers(1, 3)), c=draw(channels), o=draw(channels), h=h, w=w,
+    return dict(n=draw(st.integers(0, 3)), c=draw(channels), o=draw(channels), h=h, w=w,
                 kernel=(kh, kw), stride=stride, padding=padding,
                 workspace=draw(st.sampled_from([1, 2000, 1 << 40])))
 
@@ -457,6 +457,21 @@ def test_any_geometry_and_workspace_matches_the_loop_reference(geometry, transpo
             np.testing.assert_allclose(analytic, exact, rtol=1e-10, atol=1e-10)
     finally:
         conv_module.PATCH_WORKSPACE_BYTES = original_workspace
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_an_empty_batch_gives_empty_outputs_and_zero_weight_gradients(transposed):
+    """As PyTorch: a batch of no samples convolves to no samples, and backward gives the
+    weights zero gradients (no samples contributed)."""
+    x = ndl.tensor(np.ones((0, 3, 5, 5)), requires_grad=True)
+    w = ndl.tensor(np.ones((3, 4, 3, 3) if transposed else (4, 3, 3, 3)), requires_grad=True)
+    b = ndl.tensor(np.ones(4), requires_grad=True)
+    out = (F.conv_transpose2d(x, w, b, 2, 1, 1) if transposed else F.conv2d(x, w, b, 1, 1))
+    assert out.shape == ((0, 4, 10, 10) if transposed else (0, 4, 5, 5))
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+    np.testing.assert_array_equal(w.grad, np.zeros(w.shape))
+    np.testing.assert_array_equal(b.grad, np.zeros(4))
 
 
 def test_conv_no_grad_builds_no_graph():

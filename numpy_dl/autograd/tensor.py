@@ -261,8 +261,9 @@ class Tensor(Conversions):
         finished_by = _hooked_leaves_finished_by(order)
         received = set()  # leaves with hooks that took a gradient in this pass
         while order:
-            # Popped, not iterated: once a node has passed its gradient back, nothing of
-            # this pass holds it, so its output is freed unless the caller keeps it.
+            # Popped, not iterated: once a node has passed its gradient back, this pass
+            # drops it (at the next node), so its output is freed unless the caller
+            # keeps it.
             node = order.pop()
             grad = pending.pop(node, None)
             if grad is not None and node._backward is None:

@@ -10,8 +10,8 @@ backward, which builds the weight gradient's again (kh*kw times the input, it wo
 the largest thing a training step keeps), and a larger batch does not make them larger.
 Their NCHW outputs are transposed views of NHWC memory, which the next convolution reads
 without another copy. The input gradient is the adjoint: a sum over the kh*kw kernel
-taps, one small GEMM each, added where the tap reads (never `np.add.at`, never a loop
-over pixels or samples).
+taps, one small GEMM each (one for all taps when there are few channels), added where
+the tap reads (never `np.add.at`, never a loop over pixels or samples).
 """
 import numpy as np
 
@@ -67,8 +67,8 @@ def _border_classes(nhwc, kh, kw, stride, pad, out_h, out_w):
     of a 14x14 input's), the per-block copies cost what the skipped taps save, so the input
     is padded instead and the windows form a single block, as in plain im2col. With fewer
     than 16 channels a row's pixels come in runs too short to copy fast (3 numbers for a
-    3x3 kernel over one channel: three times slower), so the matrix is copied a tap at a
-    time and comes in F order."""
+    3x3 kernel over one channel: three times slower), so the copy is made in tap-major
+    order, along the output columns, and the patch matrix is its transpose (F order)."""
     row_runs = _border_runs(nhwc.shape[1], pad[0], kh, stride[0], out_h)
     column_runs = _border_runs(nhwc.shape[2], pad[1], kw, stride[1], out_w)
     taps_used = (sum((r1 - r0) * (i1 - i0) for r0, r1, i0, i1 in row_runs)
@@ -103,6 +103,13 @@ def _border_classes(nhwc, kh, kw, stride, pad, out_h, out_w):
 PATCH_WORKSPACE_BYTES = 8 << 20
 
 
+def _sample_runs(n, bytes_per_sample):
+    """The batch of `n` as slices, runs of samples whose `bytes_per_sample` each fit in
+    PATCH_WORKSPACE_BYTES together (one sample at least)."""
+    run = max(1, PATCH_WORKSPACE_BYTES // max(1, bytes_per_sample))
+    return [slice(first, first + run) for first in range(0, n, run)]
+
+
 def _convolve(nhwc, kernel, stride, pad, out_h, out_w, taps=None, left=None):
     """The two products of a convolution's patch matrix over NHWC `nhwc` zero-padded by
     `pad`, one GEMM each per border class and run of samples: with `taps` (O, kh, kw, C),
@@ -112,26 +119,26 @@ def _convolve(nhwc, kernel, stride, pad, out_h, out_w, taps=None, left=None):
     n, c = nhwc.shape[0], nhwc.shape[3]
     kh, kw = kernel
     out = None
+    if taps is not None:  # a single block's result becomes `out` itself, without a copy
+        out_shape = (n, out_h, out_w, len(taps))
+        out = np.empty(out_shape, dtype=np.result_type(nhwc, taps)) if n == 0 else None
     product = None if left is None else np.zeros((left.shape[3], kh, kw, c), dtype=nhwc.dtype)
-    patch_bytes = out_h * out_w * kh * kw * c * nhwc.itemsize
-    run = max(1, PATCH_WORKSPACE_BYTES // patch_bytes)
-    for first in range(0, n, run):
-        samples = slice(first, first + run)
+    for samples in _sample_runs(n, out_h * out_w * kh * kw * c * nhwc.itemsize):
         for rows, cols, taps_i, taps_j, patches in _border_classes(
                 nhwc[samples], kh, kw, stride, pad, out_h, out_w):
             if taps is not None:
                 result = (patches @ taps[:, taps_i, taps_j, :].reshape(len(taps), -1).T
                           ).reshape(-1, rows.stop - rows.start, cols.stop - cols.start, len(taps))
-                if result.shape == (n, out_h, out_w, len(taps)):  # one block: no copy
+                if result.shape == out_shape:
                     out = result
                 else:
                     if out is None:
-                        out = np.empty((n, out_h, out_w, len(taps)), dtype=nhwc.dtype)
+                        out = np.empty(out_shape, dtype=result.dtype)
                     out[samples, rows, cols, :] = result
             if product is not None:
                 block = product[:, taps_i, taps_j, :]
                 left_rows = left[samples, rows, cols, :].reshape(len(patches), -1)
-                if patches.flags.f_contiguous:  # tap-major: the product BLAS runs fastest
+                if patches.flags.f_contiguous:  # tap-major patches: BLAS's fast orientation
                     block += (patches.T @ left_rows).T.reshape(block.shape)
                 else:
                     block += (left_rows.T @ patches).reshape(block.shape)
@@ -153,27 +160,33 @@ def _col2im_gemm(grads, taps, out_shape, stride, pad):
     what lands in the padding is left out. Each tap gets its own GEMM, over only the
     windows whose tap lands inside: the patch matrix, kh*kw times the input, would not fit
     in cache; these products do. With fewer than 16 channels a tap's GEMM is a thin
-    matrix-vector product, slower than one GEMM of all taps at once, which is then small
-    (kh*kw*C numbers a window) and is taken instead."""
+    matrix-vector product, slower than one GEMM of all taps at once, which is taken
+    instead, a run of samples at a time within PATCH_WORKSPACE_BYTES."""
     n, p, q, a = grads.shape
     _, kh, kw, c = taps.shape
     out = np.zeros(out_shape, dtype=grads.dtype)
-    all_taps = None
-    if c < 16:
-        all_taps = (grads.reshape(-1, a) @ taps.reshape(a, -1)).reshape(n, p, q, kh, kw, c)
-    for i in range(kh):
-        r0, r1, top = _tap_range(i, pad[0], stride[0], p, out_shape[1])
-        for j in range(kw):
-            c0, c1, left = _tap_range(j, pad[1], stride[1], q, out_shape[2])
-            if r0 >= r1 or c0 >= c1:
-                continue
-            window = out[:, top:top + (r1 - r0 - 1) * stride[0] + 1:stride[0],
-                         left:left + (c1 - c0 - 1) * stride[1] + 1:stride[1], :]
-            if all_taps is not None:
-                window += all_taps[:, r0:r1, c0:c1, i, j, :]
-            else:
-                window += (grads[:, r0:r1, c0:c1, :].reshape(-1, a) @ taps[:, i, j, :]
-                           ).reshape(window.shape)
+    all_at_once = c < 16
+    runs = _sample_runs(n, p * q * kh * kw * c * grads.itemsize) if all_at_once else [
+        slice(None)]
+    for samples in runs:
+        if all_at_once:
+            products = (grads[samples].reshape(-1, a) @ taps.reshape(a, -1)).reshape(
+                -1, p, q, kh, kw, c)
+        for i in range(kh):
+            r0, r1, first_row = _tap_range(i, pad[0], stride[0], p, out_shape[1])
+            for j in range(kw):
+                c0, c1, first_col = _tap_range(j, pad[1], stride[1], q, out_shape[2])
+                if r0 >= r1 or c0 >= c1:
+                    continue
+                last_row = first_row + (r1 - r0 - 1) * stride[0]
+                last_col = first_col + (c1 - c0 - 1) * stride[1]
+                window = out[samples, first_row:last_row + 1:stride[0],
+                             first_col:last_col + 1:stride[1], :]
+                if all_at_once:
+                    window += products[:, r0:r1, c0:c1, i, j, :]
+                else:
+                    rows_inside = grads[samples, r0:r1, c0:c1, :].reshape(-1, a)
+                    window += (rows_inside @ taps[:, i, j, :]).reshape(window.shape)
     return out
 
 
