@@ -118,10 +118,11 @@ def _convolve(nhwc, kernel, stride, pad, out_h, out_w, taps=None, left=None):
     both, None for the one not asked for."""
     n, c = nhwc.shape[0], nhwc.shape[3]
     kh, kw = kernel
-    out = None
-    if taps is not None:  # a single block's result becomes `out` itself, without a copy
+    out = None  # a single block's result becomes `out` itself, without a copy
+    if taps is not None:
         out_shape = (n, out_h, out_w, len(taps))
-        out = np.empty(out_shape, dtype=np.result_type(nhwc, taps)) if n == 0 else None
+        if n == 0:  # no runs, no blocks
+            out = np.empty(out_shape, dtype=np.result_type(nhwc, taps))
     product = None if left is None else np.zeros((left.shape[3], kh, kw, c), dtype=nhwc.dtype)
     for samples in _sample_runs(n, out_h * out_w * kh * kw * c * nhwc.itemsize):
         for rows, cols, taps_i, taps_j, patches in _border_classes(
@@ -166,8 +167,9 @@ def _col2im_gemm(grads, taps, out_shape, stride, pad):
     _, kh, kw, c = taps.shape
     out = np.zeros(out_shape, dtype=grads.dtype)
     all_at_once = c < 16
-    runs = _sample_runs(n, p * q * kh * kw * c * grads.itemsize) if all_at_once else [
-        slice(None)]
+    runs = [slice(None)]
+    if all_at_once:
+        runs = _sample_runs(n, p * q * kh * kw * c * grads.itemsize)
     for samples in runs:
         if all_at_once:
             products = (grads[samples].reshape(-1, a) @ taps.reshape(a, -1)).reshape(
